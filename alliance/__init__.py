@@ -1,0 +1,1 @@
+"""The loyalty domain: members, identifiers, consent, pairwise IDs, earn rules and more."""

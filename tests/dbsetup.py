@@ -1,0 +1,41 @@
+"""Build a test database with the migrations (never create_all)."""
+from __future__ import annotations
+
+import os
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+
+from api import MIGRATIONS_DIR
+
+
+def alembic_config(connection) -> AlembicConfig:
+    cfg = AlembicConfig(os.path.join(MIGRATIONS_DIR, "alembic.ini"))
+    cfg.set_main_option("script_location", MIGRATIONS_DIR)
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def reset_schema(engine: sa.Engine) -> None:
+    """Empty the database: drop every table (PostgreSQL: the public schema)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+        else:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for (name,) in conn.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall():
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), revision)
+
+
+def downgrade(engine: sa.Engine, revision: str = "base") -> None:
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), revision)
