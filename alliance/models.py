@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -119,6 +120,10 @@ class MemberMerge(Base):
     alliance_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("alliances.id", ondelete="RESTRICT"), index=True)
     from_member_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("members.id", ondelete="RESTRICT"), unique=True)
     into_member_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("members.id", ondelete="RESTRICT"), index=True)
+    #: The ledger ``merge`` transaction that moved the balances; NULL when there was nothing to move.
+    ledger_transaction_id: so.Mapped[uuid.UUID | None] = so.mapped_column(
+        sa.ForeignKey("ledger_transactions.id", ondelete="RESTRICT")
+    )
     #: Who did it (staff email or "cli:<user>").
     actor: so.Mapped[str] = so.mapped_column(sa.String(254))
     merged_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)

@@ -409,10 +409,13 @@ def merge_members(
 
         from ledger import services as ledger_services
 
-        ledger_services.merge_balances(
+        moved = ledger_services.merge_balances(
             session, alliance_id=alliance_id, tenant_id=None, from_member_id=source.id, into_member_id=target.id
         )
-        record = MemberMerge(alliance_id=alliance_id, from_member_id=source.id, into_member_id=target.id, actor=actor)
+        record = MemberMerge(
+            alliance_id=alliance_id, from_member_id=source.id, into_member_id=target.id, actor=actor,
+            ledger_transaction_id=moved.id if moved is not None else None,
+        )
         session.add(record)
         session.flush()
     return record

@@ -27,7 +27,9 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    from api.extensions import Database, api, limiter, migrate
+    from flask_smorest import Api
+
+    from api.extensions import Database, limiter, migrate
     from api.logging import configure_logging
 
     configure_logging(app)
@@ -36,22 +38,23 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, database, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
-    api.init_app(app, spec_kwargs={"info": {"description": _API_DESCRIPTION}})
+    app.extensions["smorest_api"] = Api(app, spec_kwargs={"info": {"description": _API_DESCRIPTION}})
 
 
 def register_blueprints(app: Flask) -> None:
     from api import health, oauth, v1
-    from api.extensions import api
 
     app.register_blueprint(health.bp)
     oauth.init_app(app)
-    v1.register(api)
+    v1.register(app.extensions["smorest_api"])
 
 
 def register_errorhandlers(app: Flask) -> None:
     from api.errors import register_errorhandlers as register
+    from api.v1.support import register_domain_errors
 
     register(app)
+    register_domain_errors(app)
 
 
 def register_commands(app: Flask) -> None:

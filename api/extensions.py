@@ -8,7 +8,6 @@ import sqlalchemy.orm as so
 from flask import Flask, g
 from flask_limiter import Limiter
 from flask_migrate import Migrate
-from flask_smorest import Api
 
 from tenants.db import Base
 
@@ -88,4 +87,3 @@ def _alembic_url(config):
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 limiter = Limiter(key_func=_rate_key)
-api = Api()

@@ -29,6 +29,7 @@ from ledger.errors import (
 )
 from ledger.models import Account, Entry, Hold, IdempotencyKey, Lot, LotConsumption, Transaction
 from tenants.db import utcnow
+from tenants.isolation import platform_scope
 
 PLATFORM = {"platform": True}
 DEFAULT_HOLD_TTL = dt.timedelta(days=7)
@@ -577,8 +578,9 @@ def merge_balances(session: so.Session, *, alliance_id: int, tenant_id: int, fro
     _lock(session, source, target)
     session.execute(sa.update(Lot).where(Lot.member_id == from_member_id).values(member_id=into_member_id)
                     .execution_options(synchronize_session="fetch"))
-    session.execute(sa.update(Hold).where(Hold.member_id == from_member_id, Hold.status == "active")
-                    .values(member_id=into_member_id).execution_options(synchronize_session="fetch", **PLATFORM))
+    with platform_scope(session):
+        session.execute(sa.update(Hold).where(Hold.member_id == from_member_id, Hold.status == "active")
+                        .values(member_id=into_member_id).execution_options(synchronize_session="fetch"))
     legs = []
     for kind in ("available", "held", "shortfall"):
         amount = source[kind].balance

@@ -19,7 +19,10 @@ class MissingTenantContext(RuntimeError):
 
 
 class TenantOwned:
-    """Mixin for models whose rows belong to one tenant (``tenant_id``)."""
+    """Mixin for models whose rows belong to one tenant; each model declares its own ``tenant_id``."""
+
+    #: Stands in for the models' own column when the tenant criteria are analysed.
+    tenant_id = so.mapped_column(sa.BigInteger)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 21:42:06.711931
+Create Date: 2026-12-03 21:44:55.926415
 """
 
 import sqlalchemy as sa
@@ -276,37 +276,6 @@ def upgrade():
         batch_op.create_index(batch_op.f("ix_member_links_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
-        "member_merges",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("alliance_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("from_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("into_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("actor", sa.String(length=254), nullable=False),
-        sa.Column("merged_at", tenants.db.UTCDateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("from_member_id <> into_member_id", name=op.f("ck_member_merges_distinct_members")),
-        sa.ForeignKeyConstraint(
-            ["alliance_id"], ["alliances.id"], name=op.f("fk_member_merges_alliance_id_alliances"), ondelete="RESTRICT"
-        ),
-        sa.ForeignKeyConstraint(
-            ["from_member_id"],
-            ["members.id"],
-            name=op.f("fk_member_merges_from_member_id_members"),
-            ondelete="RESTRICT",
-        ),
-        sa.ForeignKeyConstraint(
-            ["into_member_id"],
-            ["members.id"],
-            name=op.f("fk_member_merges_into_member_id_members"),
-            ondelete="RESTRICT",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_member_merges")),
-        sa.UniqueConstraint("from_member_id", name=op.f("uq_member_merges_from_member_id")),
-    )
-    with op.batch_alter_table("member_merges", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_member_merges_alliance_id"), ["alliance_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_member_merges_into_member_id"), ["into_member_id"], unique=False)
-
-    op.create_table(
         "staff_users",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("alliance_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -505,6 +474,44 @@ def upgrade():
         batch_op.create_index("ix_ledger_lots_member_expires", ["member_id", "expires_at"], unique=False)
 
     op.create_table(
+        "member_merges",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("alliance_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("from_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("into_member_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("ledger_transaction_id", sa.Uuid(), nullable=True),
+        sa.Column("actor", sa.String(length=254), nullable=False),
+        sa.Column("merged_at", tenants.db.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("from_member_id <> into_member_id", name=op.f("ck_member_merges_distinct_members")),
+        sa.ForeignKeyConstraint(
+            ["alliance_id"], ["alliances.id"], name=op.f("fk_member_merges_alliance_id_alliances"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(
+            ["from_member_id"],
+            ["members.id"],
+            name=op.f("fk_member_merges_from_member_id_members"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["into_member_id"],
+            ["members.id"],
+            name=op.f("fk_member_merges_into_member_id_members"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["ledger_transaction_id"],
+            ["ledger_transactions.id"],
+            name=op.f("fk_member_merges_ledger_transaction_id_ledger_transactions"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_member_merges")),
+        sa.UniqueConstraint("from_member_id", name=op.f("uq_member_merges_from_member_id")),
+    )
+    with op.batch_alter_table("member_merges", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_member_merges_alliance_id"), ["alliance_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_member_merges_into_member_id"), ["into_member_id"], unique=False)
+
+    op.create_table(
         "ledger_lot_consumptions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("lot_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -539,6 +546,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f("ix_ledger_lot_consumptions_lot_id"))
 
     op.drop_table("ledger_lot_consumptions")
+    with op.batch_alter_table("member_merges", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_member_merges_into_member_id"))
+        batch_op.drop_index(batch_op.f("ix_member_merges_alliance_id"))
+
+    op.drop_table("member_merges")
     with op.batch_alter_table("ledger_lots", schema=None) as batch_op:
         batch_op.drop_index("ix_ledger_lots_member_expires")
         batch_op.drop_index(batch_op.f("ix_ledger_lots_issuer_tenant_id"))
@@ -569,11 +581,6 @@ def downgrade():
         batch_op.drop_index(batch_op.f("ix_staff_users_alliance_id"))
 
     op.drop_table("staff_users")
-    with op.batch_alter_table("member_merges", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_member_merges_into_member_id"))
-        batch_op.drop_index(batch_op.f("ix_member_merges_alliance_id"))
-
-    op.drop_table("member_merges")
     with op.batch_alter_table("member_links", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_member_links_tenant_id"))
 

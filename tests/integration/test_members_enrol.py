@@ -46,7 +46,7 @@ def test_first_enrolment_creates_a_member_with_a_valid_member_no(session, allian
     assert is_valid_member_no(result.member.member_no)
     assert result.member.name == "张三"
     assert result.pairwise_id.startswith("mbr_") and len(result.pairwise_id) == 26
-    assert str(result.member.id) not in result.pairwise_id.removeprefix("mbr_")
+    assert result.pairwise_id.removeprefix("mbr_") not in (str(result.member.id), result.member.member_no)
     idents = session.execute(
         sa.select(MemberIdentifier.kind, MemberIdentifier.scope, MemberIdentifier.value)
         .where(MemberIdentifier.member_id == result.member.id).order_by(MemberIdentifier.kind)
