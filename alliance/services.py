@@ -24,6 +24,7 @@ from alliance.errors import (
     ValidationFailed,
 )
 from alliance.models import PURPOSES, ConsentEvent, Member, MemberIdentifier, MemberLink, MemberMerge
+from ledger import services as ledger_services
 from tenants.db import utcnow
 from tenants.isolation import platform_scope, tenant_scope
 from tenants.models import Tenant
@@ -406,8 +407,6 @@ def merge_members(
         )
         source.status, source.merged_into_id = "merged", target.id
         session.flush()
-
-        from ledger import services as ledger_services
 
         moved = ledger_services.merge_balances(
             session, alliance_id=alliance_id, tenant_id=None, from_member_id=source.id, into_member_id=target.id

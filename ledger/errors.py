@@ -91,4 +91,7 @@ class IdempotencyReplay(LedgerError):
 
     def __init__(self, record, result=None):
         self.record, self.result = record, result
+        #: Snapshots, still readable after the caller rolled its unit back.
+        self.key, self.transaction_id, self.hold_id = record.key, record.transaction_id, record.hold_id
+        self.response_status, self.response_body = record.response_status, record.response_body
         super().__init__("This request was already processed.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -30,10 +30,10 @@ class Account(Base):
     id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True)
     alliance_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("alliances.id", ondelete="RESTRICT"))
     kind: so.Mapped[str] = so.mapped_column(sa.String(12))
-    member_id: so.Mapped[Optional[int]] = so.mapped_column(
+    member_id: so.Mapped[int | None] = so.mapped_column(
         sa.ForeignKey("members.id", ondelete="RESTRICT"), index=True)
     #: The issuing/redeeming tenant of a system account; NULL for member accounts.
-    tenant_id: so.Mapped[Optional[int]] = so.mapped_column(
+    tenant_id: so.Mapped[int | None] = so.mapped_column(
         sa.ForeignKey("tenants.id", ondelete="RESTRICT"), index=True)
     #: "m:<member id>" or "t:<tenant id>": a non-null owner for the unique key.
     owner_key: so.Mapped[str] = so.mapped_column(sa.String(40))
@@ -61,32 +61,32 @@ class Transaction(TenantOwned, Base):
 
     id: so.Mapped[uuid.UUID] = so.mapped_column(primary_key=True, default=uuid.uuid4)
     alliance_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("alliances.id", ondelete="RESTRICT"))
-    #: The posting tenant; NULL only for a platform expiry run spanning issuers.
-    tenant_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("tenants.id", ondelete="RESTRICT"))
+    #: The posting tenant; NULL for a platform expiry run spanning issuers or an operator's merge.
+    tenant_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("tenants.id", ondelete="RESTRICT"))
     member_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("members.id", ondelete="RESTRICT"))
     kind: so.Mapped[str] = so.mapped_column(sa.String(12))
     #: The (positive) amount the operation was about, e.g. the captured or reversed points.
     points: so.Mapped[int] = so.mapped_column(sa.BigInteger)
     #: Change of the member's net position (available + held + shortfall); shown to users as points.
     member_delta: so.Mapped[int] = so.mapped_column(sa.BigInteger)
-    reference: so.Mapped[Optional[str]] = so.mapped_column(sa.String(200))
+    reference: so.Mapped[str | None] = so.mapped_column(sa.String(200))
     occurred_at: so.Mapped[dt.datetime] = so.mapped_column()
     posted_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
-    description: so.Mapped[Optional[str]] = so.mapped_column(sa.String(500))
-    meta: so.Mapped[Optional[dict[str, Any]]] = so.mapped_column("metadata", sa.JSON)
-    reverses_id: so.Mapped[Optional[uuid.UUID]] = so.mapped_column(
+    description: so.Mapped[str | None] = so.mapped_column(sa.String(500))
+    meta: so.Mapped[dict[str, Any] | None] = so.mapped_column("metadata", sa.JSON)
+    reverses_id: so.Mapped[uuid.UUID | None] = so.mapped_column(
         sa.ForeignKey("ledger_transactions.id", ondelete="RESTRICT"), index=True)
-    hold_id: so.Mapped[Optional[uuid.UUID]] = so.mapped_column(
+    hold_id: so.Mapped[uuid.UUID | None] = so.mapped_column(
         sa.ForeignKey("ledger_holds.id", ondelete="RESTRICT"), index=True)
-    idempotency_key: so.Mapped[Optional[str]] = so.mapped_column(sa.String(255))
+    idempotency_key: so.Mapped[str | None] = so.mapped_column(sa.String(255))
 
-    entries: so.Mapped[list["Entry"]] = so.relationship(back_populates="transaction", lazy="selectin",
+    entries: so.Mapped[list[Entry]] = so.relationship(back_populates="transaction", lazy="selectin",
                                                         order_by="Entry.id")
 
     __table_args__ = (
         sa.CheckConstraint(_in("kind", TRANSACTION_KINDS), name="kind_known"),
         sa.CheckConstraint("points >= 0", name="points_nonneg"),
-        sa.CheckConstraint("tenant_id IS NOT NULL OR kind = 'expiry'", name="tenant_required"),
+        sa.CheckConstraint("tenant_id IS NOT NULL OR kind IN ('expiry', 'merge')", name="tenant_required"),
         sa.CheckConstraint("(kind = 'reversal') = (reverses_id IS NOT NULL)", name="reversal_links"),
         sa.Index("ix_ledger_transactions_tenant_posted", "tenant_id", "posted_at", "id"),
         sa.Index("ix_ledger_transactions_member_posted", "member_id", "posted_at"),
@@ -126,7 +126,7 @@ class Lot(Base):
     points: so.Mapped[int] = so.mapped_column(sa.BigInteger)
     remaining: so.Mapped[int] = so.mapped_column(sa.BigInteger)
     #: End of the expiry day in the alliance's timezone, as UTC; NULL means never.
-    expires_at: so.Mapped[Optional[dt.datetime]] = so.mapped_column()
+    expires_at: so.Mapped[dt.datetime | None] = so.mapped_column()
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     __table_args__ = (
@@ -162,13 +162,13 @@ class Hold(TenantOwned, Base):
     member_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("members.id", ondelete="RESTRICT"), index=True)
     points: so.Mapped[int] = so.mapped_column(sa.BigInteger)
     status: so.Mapped[str] = so.mapped_column(sa.String(10), default="active")
-    reference: so.Mapped[Optional[str]] = so.mapped_column(sa.String(200))
+    reference: so.Mapped[str | None] = so.mapped_column(sa.String(200))
     expires_at: so.Mapped[dt.datetime] = so.mapped_column()
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
-    resolved_at: so.Mapped[Optional[dt.datetime]] = so.mapped_column()
-    captured_points: so.Mapped[Optional[int]] = so.mapped_column(sa.BigInteger)
+    resolved_at: so.Mapped[dt.datetime | None] = so.mapped_column()
+    captured_points: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
     #: The `hold` transaction that reserved the points (no FK: the tables refer to each other).
-    transaction_id: so.Mapped[Optional[uuid.UUID]] = so.mapped_column()
+    transaction_id: so.Mapped[uuid.UUID | None] = so.mapped_column()
 
     __table_args__ = (
         sa.CheckConstraint(_in("status", HOLD_STATUSES), name="status_known"),
@@ -191,10 +191,10 @@ class IdempotencyKey(TenantOwned, Base):
     #: SHA-256 hex of the canonical request; a different request with the same key is refused.
     fingerprint: so.Mapped[str] = so.mapped_column(sa.String(64))
     created_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
-    response_status: so.Mapped[Optional[int]] = so.mapped_column(sa.Integer)
-    response_body: so.Mapped[Optional[Any]] = so.mapped_column(sa.JSON)
-    transaction_id: so.Mapped[Optional[uuid.UUID]] = so.mapped_column(
+    response_status: so.Mapped[int | None] = so.mapped_column(sa.Integer)
+    response_body: so.Mapped[Any | None] = so.mapped_column(sa.JSON)
+    transaction_id: so.Mapped[uuid.UUID | None] = so.mapped_column(
         sa.ForeignKey("ledger_transactions.id", ondelete="RESTRICT"))
-    hold_id: so.Mapped[Optional[uuid.UUID]] = so.mapped_column(sa.ForeignKey("ledger_holds.id", ondelete="RESTRICT"))
+    hold_id: so.Mapped[uuid.UUID | None] = so.mapped_column(sa.ForeignKey("ledger_holds.id", ondelete="RESTRICT"))
 
     __table_args__ = (sa.UniqueConstraint("tenant_id", "key"),)

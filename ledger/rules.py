@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from typing import Protocol, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 ROUNDINGS = ("floor", "half_up", "ceil")

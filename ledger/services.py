@@ -23,9 +23,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger import rules
 from ledger.errors import (
-    AlreadyReversed, CaptureExceedsHold, HoldAlreadyResolved, HoldExpired, HoldNotFound,
-    IdempotencyKeyReused, IdempotencyReplay, InsufficientPoints, LedgerValidationError,
-    NotReversible, ReversalExceedsOriginal, TransactionNotFound,
+    AlreadyReversed,
+    CaptureExceedsHold,
+    HoldAlreadyResolved,
+    HoldExpired,
+    HoldNotFound,
+    IdempotencyKeyReused,
+    IdempotencyReplay,
+    InsufficientPoints,
+    LedgerValidationError,
+    NotReversible,
+    ReversalExceedsOriginal,
+    TransactionNotFound,
 )
 from ledger.models import Account, Entry, Hold, IdempotencyKey, Lot, LotConsumption, Transaction
 from tenants.db import utcnow
@@ -534,7 +543,7 @@ def reverse(session: so.Session, *, tenant_id: int, transaction_id: uuid.UUID, p
     reversed_so_far = session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(Transaction.points), 0))
         .where(Transaction.reverses_id == original.id).execution_options(**PLATFORM)).scalar_one()
-    reversible = original.points - reversed_so_far
+    reversible = original.points - int(reversed_so_far)  # SUM(bigint) is numeric on PostgreSQL
     if reversible <= 0:
         raise AlreadyReversed()
     points = reversible if points is None else points
@@ -563,7 +572,7 @@ def reverse(session: so.Session, *, tenant_id: int, transaction_id: uuid.UUID, p
     return tx
 
 
-def merge_balances(session: so.Session, *, alliance_id: int, tenant_id: int, from_member_id: int,
+def merge_balances(session: so.Session, *, alliance_id: int, tenant_id: int | None, from_member_id: int,
                    into_member_id: int, now: dt.datetime | None = None) -> Transaction | None:
     """Move a member's available, held and shortfall balances, lots and active holds to the survivor.
 

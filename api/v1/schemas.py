@@ -175,6 +175,8 @@ class MemberOut(Schema):
     name = Text(allow_none=True)
     phone = Text(allow_none=True)
     email = Text(allow_none=True)
+    phones = fields.List(Text(), metadata={"description": "every phone on file (profile consent)"})
+    emails = fields.List(Text(), metadata={"description": "every email on file (profile consent)"})
 
 
 class ConsentOut(Schema):

@@ -8,8 +8,8 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
 
 import flask_smorest
 from flask import Response, g, request
@@ -69,12 +69,22 @@ class ProblemSchema(Schema):
     errors = fields.Dict(metadata={"description": "per-field messages (validation_error)"})
 
 
-def secured(blp: Blueprint, scope: str, *, errors: dict[int, str] | None = None):
+IDEMPOTENCY_HEADER = {
+    "in": "header", "name": "Idempotency-Key", "required": True,
+    "description": "unique per tenant and request; a replay returns the original response",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+
+
+def secured(blp: Blueprint, scope: str, *, errors: dict[int, str] | None = None, write: bool = False):
     """Require ``scope`` and document it, with the errors the call may answer."""
 
     def wrap(view):
         view = requires(scope)(view)
-        view = blp.doc(security=[{"oauth2": [scope]}])(view)
+        doc = {"security": [{"oauth2": [scope]}]}
+        if write:
+            doc["parameters"] = [IDEMPOTENCY_HEADER]
+        view = blp.doc(**doc)(view)
         documented = {401: "invalid_token: missing, invalid, expired or revoked token",
                       403: "insufficient_scope (or consent_required)", 429: "rate_limited"}
         documented.update(errors or {})
@@ -156,10 +166,10 @@ def idempotent(payload: dict, work: Callable[[object], tuple[int, dict]]) -> Res
         status, body = run_unit(session, unit, retry_on_integrity=True)
     except IdempotencyReplay as replay:
         session.rollback()
-        record = replay.record
-        if record.response_status is None:
-            raise ApiProblem(409, "idempotency_key_in_progress", "A request with this key is still being processed.")
-        return json_response(record.response_body, record.response_status, {"Idempotent-Replayed": "true"})
+        if replay.response_status is None:
+            raise ApiProblem(409, "idempotency_key_in_progress",
+                             "A request with this key is still being processed.") from replay
+        return json_response(replay.response_body, replay.response_status, {"Idempotent-Replayed": "true"})
     except IdempotencyKeyReused as exc:
         raise ApiProblem(422, "idempotency_key_reused",
                          "This Idempotency-Key was used with a different request.") from exc

@@ -116,7 +116,7 @@ def _points_for(amount: dict) -> tuple[int, dict]:
 # ---------------------------------------------------------------- members
 
 @blp.route("/members", methods=["POST"])
-@secured(blp, "members:write", errors={409: "identifier_conflict: identifiers name two different members",
+@secured(blp, write=True, scope="members:write", errors={409: "identifier_conflict: identifiers name two different members",
                                        400: "idempotency_key_required", 422: "validation_error, invalid_phone"})
 @blp.arguments(s.EnrolIn)
 @blp.response(201, s.MemberOut, description="a new member was enrolled")
@@ -151,7 +151,7 @@ def get_member(member_id):
 
 
 @blp.route("/members/<string:member_id>/consents", methods=["POST"])
-@secured(blp, "members:write", errors={**MEMBER_ERRORS, 400: "idempotency_key_required",
+@secured(blp, write=True, scope="members:write", errors={**MEMBER_ERRORS, 400: "idempotency_key_required",
                                        422: "validation_error or idempotency_key_reused"})
 @blp.arguments(s.ConsentIn)
 @blp.response(201, s.ConsentOut)
@@ -191,7 +191,7 @@ def get_balance(member_id):
 
 
 @blp.route("/members/<string:member_id>/earnings", methods=["POST"])
-@secured(blp, "points:earn", errors=POINTS_ERRORS)
+@secured(blp, write=True, scope="points:earn", errors=POINTS_ERRORS)
 @blp.arguments(s.EarnIn)
 @blp.response(201, s.TransactionOut)
 def earn(body, member_id):
@@ -216,7 +216,7 @@ def earn(body, member_id):
 
 
 @blp.route("/members/<string:member_id>/redemptions", methods=["POST"])
-@secured(blp, "points:redeem", errors={**POINTS_ERRORS, 409: "insufficient_points"})
+@secured(blp, write=True, scope="points:redeem", errors={**POINTS_ERRORS, 409: "insufficient_points"})
 @blp.arguments(s.RedeemIn)
 @blp.response(201, s.TransactionOut)
 def redeem(body, member_id):
@@ -236,7 +236,7 @@ def redeem(body, member_id):
 
 
 @blp.route("/members/<string:member_id>/holds", methods=["POST"])
-@secured(blp, "points:hold", errors={**POINTS_ERRORS, 409: "insufficient_points"})
+@secured(blp, write=True, scope="points:hold", errors={**POINTS_ERRORS, 409: "insufficient_points"})
 @blp.arguments(s.HoldIn)
 @blp.response(201, s.HoldOut)
 def create_hold(body, member_id):
@@ -277,7 +277,7 @@ def get_hold(hold_id):
 
 
 @blp.route("/holds/<string:hold_id>/capture", methods=["POST"])
-@secured(blp, "points:hold", errors={404: "not_found", 400: "idempotency_key_required",
+@secured(blp, write=True, scope="points:hold", errors={404: "not_found", 400: "idempotency_key_required",
                                      409: "hold_already_resolved, hold_expired or capture_exceeds_hold",
                                      422: "validation_error or idempotency_key_reused"})
 @blp.arguments(s.CaptureIn)
@@ -297,7 +297,7 @@ def capture_hold(body, hold_id):
 
 
 @blp.route("/holds/<string:hold_id>/void", methods=["POST"])
-@secured(blp, "points:hold", errors={404: "not_found", 400: "idempotency_key_required",
+@secured(blp, write=True, scope="points:hold", errors={404: "not_found", 400: "idempotency_key_required",
                                      409: "hold_already_resolved or hold_expired",
                                      422: "validation_error or idempotency_key_reused"})
 @blp.arguments(s.VoidIn)
@@ -325,7 +325,7 @@ def _own_transaction(session, tx_id: uuid.UUID) -> Transaction:
 
 
 @blp.route("/transactions/<string:transaction_id>/reversals", methods=["POST"])
-@secured(blp, "points:reverse", errors={404: "not_found", 400: "idempotency_key_required",
+@secured(blp, write=True, scope="points:reverse", errors={404: "not_found", 400: "idempotency_key_required",
                                         409: "already_reversed or reversal_exceeds_original",
                                         422: "validation_error or idempotency_key_reused"})
 @blp.arguments(s.ReversalIn)

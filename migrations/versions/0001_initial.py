@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 21:44:55.926415
+Create Date: 2026-12-03 22:05:31.172183
 """
 
 import sqlalchemy as sa
@@ -346,7 +346,7 @@ def upgrade():
             name=op.f("ck_ledger_transactions_kind_known"),
         ),
         sa.CheckConstraint(
-            "tenant_id IS NOT NULL OR kind = 'expiry'", name=op.f("ck_ledger_transactions_tenant_required")
+            "tenant_id IS NOT NULL OR kind IN ('expiry', 'merge')", name=op.f("ck_ledger_transactions_tenant_required")
         ),
         sa.CheckConstraint("points >= 0", name=op.f("ck_ledger_transactions_points_nonneg")),
         sa.ForeignKeyConstraint(

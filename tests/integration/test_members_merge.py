@@ -36,6 +36,7 @@ def world(session):
                     expiry_months=12, timezone=alliance.timezone, occurred_at=T0, now=T0)
     ledger.redeem(session, alliance_id=alliance.id, tenant_id=a.id, member_id=by_email.member.id, points=15,
                   occurred_at=T0, now=T0)
+    session.commit()
     return dict(alliance=alliance, a=a, b=b, c=c, survivor=by_phone, merged=by_email,
                 pid_b_phone=pid_b_phone, pid_b_email=pid_b_email)
 
