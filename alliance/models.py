@@ -129,3 +129,32 @@ class MemberMerge(Base):
     merged_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
 
     __table_args__ = (sa.CheckConstraint("from_member_id <> into_member_id", name="distinct_members"),)
+
+
+class Visit(TenantOwned, Base):
+    """A member's visit or purchase at a tenant (gate entry, stay, sale), with or without points."""
+
+    __tablename__ = "visits"
+
+    id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True)
+    alliance_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("alliances.id", ondelete="RESTRICT"))
+    tenant_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("tenants.id", ondelete="RESTRICT"), index=True)
+    member_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("members.id", ondelete="RESTRICT"))
+    #: The business time of the visit (may be in the past for imports and late claims).
+    occurred_at: so.Mapped[dt.datetime] = so.mapped_column()
+    reference: so.Mapped[str | None] = so.mapped_column(sa.String(200))
+    description: so.Mapped[str | None] = so.mapped_column(sa.String(500))
+    #: What was spent, in minor units (fen) of ``currency``; NULL when the visit had no purchase.
+    amount_minor: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
+    currency: so.Mapped[str | None] = so.mapped_column(sa.String(3))
+    #: The earn transaction the visit was credited by, if it earned points.
+    transaction_id: so.Mapped[uuid.UUID | None] = so.mapped_column(
+        sa.ForeignKey("ledger_transactions.id", ondelete="RESTRICT")
+    )
+    recorded_at: so.Mapped[dt.datetime] = so.mapped_column(default=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint("amount_minor IS NULL OR amount_minor >= 0", name="amount_nonneg"),
+        sa.CheckConstraint("(amount_minor IS NULL) = (currency IS NULL)", name="amount_has_currency"),
+        sa.Index("ix_visits_member_occurred", "member_id", "occurred_at"),
+    )

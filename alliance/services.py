@@ -23,7 +23,7 @@ from alliance.errors import (
     MergeNotAllowed,
     ValidationFailed,
 )
-from alliance.models import PURPOSES, ConsentEvent, Member, MemberIdentifier, MemberLink, MemberMerge
+from alliance.models import PURPOSES, ConsentEvent, Member, MemberIdentifier, MemberLink, MemberMerge, Visit
 from ledger import services as ledger_services
 from tenants.db import utcnow
 from tenants.isolation import platform_scope, tenant_scope
@@ -361,6 +361,36 @@ def member_view(session: so.Session, *, tenant: Tenant, member: Member) -> dict:
     return view
 
 
+# ---------------------------------------------------------------- visits
+
+
+def record_visit(
+    session: so.Session,
+    *,
+    tenant: Tenant,
+    member: Member,
+    occurred_at: dt.datetime,
+    reference: str | None = None,
+    description: str | None = None,
+    amount_minor: int | None = None,
+    currency: str | None = None,
+    transaction_id=None,
+) -> Visit:
+    """Record that the member visited or bought at ``tenant``; the earn, if any, is posted apart."""
+    if occurred_at.tzinfo is None:
+        raise ValidationFailed("occurred_at needs a UTC offset", errors={"occurred_at": ["needs a UTC offset"]})
+    if amount_minor is not None and amount_minor < 0:
+        raise ValidationFailed("amount must not be negative", errors={"amount": ["must not be negative"]})
+    visit = Visit(
+        alliance_id=tenant.alliance_id, tenant_id=tenant.id, member_id=member.id, occurred_at=occurred_at,
+        reference=reference, description=description, amount_minor=amount_minor,
+        currency=currency if amount_minor is not None else None, transaction_id=transaction_id,
+    )
+    session.add(visit)
+    session.flush()
+    return visit
+
+
 # ---------------------------------------------------------------- merge
 
 
@@ -393,6 +423,7 @@ def merge_members(
             .where(ConsentEvent.member_id == source.id)
             .values(member_id=target.id)
         )
+        session.execute(sa.update(Visit).where(Visit.member_id == source.id).values(member_id=target.id))
         # Links: a tenant that knew only the merged member keeps its pairwise ID, now on the
         # survivor; where both were linked the old link stays and resolves via merged_into_id.
         target_tenants = sa.select(MemberLink.tenant_id).where(MemberLink.member_id == target.id)

@@ -24,6 +24,7 @@ SCOPES = {
     "points:hold": "reserve points, capture and void holds",
     "points:reverse": "reverse (refund) this tenant's transactions",
     "transactions:read": "list and read this tenant's transactions",
+    "visits:write": "record members' visits and purchases that earn no points",
 }
 
 

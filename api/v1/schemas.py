@@ -37,6 +37,10 @@ class StrictBool(fields.Boolean):
 class Money(fields.Field):
     """A decimal amount as a string ("4.35") or a JSON number, parsed as Decimal."""
 
+    def __init__(self, *, allow_zero: bool = False, **kwargs):
+        self.allow_zero = allow_zero
+        super().__init__(**kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
             raise ValidationError('Must be a decimal string such as "4.35".')
@@ -44,8 +48,9 @@ class Money(fields.Field):
             amount = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
         except InvalidOperation as exc:
             raise ValidationError('Must be a decimal string such as "4.35".') from exc
-        if not amount.is_finite() or amount <= 0:
-            raise ValidationError("Must be a positive, finite amount.")
+        if not amount.is_finite() or amount < 0 or (amount == 0 and not self.allow_zero):
+            raise ValidationError("Must be a positive, finite amount." if not self.allow_zero
+                                  else "Must be a finite amount, zero or more.")
         if amount.as_tuple().exponent < -2:
             raise ValidationError("At most two decimal places.")
         if amount > Decimal("100000000"):
@@ -98,6 +103,10 @@ class AmountIn(Schema):
     currency = Text(required=True, validate=validate.Length(equal=3), metadata={"example": "CNY"})
 
 
+class VisitAmountIn(AmountIn):
+    value = Money(required=True, allow_zero=True, metadata={"type": "string", "example": "0.00"})
+
+
 class _Posting(Schema):
     reference = Text(validate=validate.Length(min=1, max=200), metadata={"example": "order-1"})
     description = Text(validate=validate.Length(max=500))
@@ -120,6 +129,13 @@ class EarnIn(_Posting):
     def _points_or_amount(self, data, **kwargs):
         if ("points" in data) == ("amount" in data):
             raise ValidationError("Give exactly one of points or amount.", "points")
+
+
+class VisitIn(Schema):
+    occurred_at = _aware()
+    reference = Text(validate=validate.Length(min=1, max=200), metadata={"example": "gate-2026-05-01-0001"})
+    description = Text(validate=validate.Length(max=500))
+    amount = fields.Nested(VisitAmountIn, metadata={"description": "what was spent, if anything (may be 0)"})
 
 
 class RedeemIn(_Posting):
@@ -219,6 +235,16 @@ class TransactionOut(Schema):
 class TransactionPage(Schema):
     data = fields.List(fields.Nested(TransactionOut))
     next_cursor = Text(allow_none=True)
+
+
+class VisitOut(Schema):
+    id = fields.Integer()
+    member_id = Text()
+    occurred_at = fields.DateTime()
+    reference = Text(allow_none=True)
+    description = Text(allow_none=True)
+    amount = fields.Dict(allow_none=True)
+    transaction_id = Text(allow_none=True, metadata={"description": "the earn that credited this visit, if any"})
 
 
 class HoldOut(Schema):

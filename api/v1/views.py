@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 
 import sqlalchemy as sa
 from babel.numbers import get_currency_precision
@@ -95,7 +96,8 @@ def _meta(body: dict, amount: dict | None = None) -> dict | None:
     return meta or None
 
 
-def _points_for(amount: dict) -> tuple[int, dict]:
+def _minor_amount(amount: dict) -> dict:
+    """Check the currency and precision of an amount; return it with its value in minor units."""
     tenant = _tenant()
     currency = amount["currency"].upper()
     if currency != tenant.alliance.currency:
@@ -106,11 +108,29 @@ def _points_for(amount: dict) -> tuple[int, dict]:
     if minor != minor.to_integral_value():
         raise ApiProblem(422, "validation_error", "The request did not validate; see errors.",
                          errors={"amount": {"value": [f"At most {digits} decimal places for {currency}."]}})
-    points = rules.points_for_amount(int(minor), tenant.earn_points, tenant.earn_per_minor, tenant.earn_rounding)
+    return {"value": str(amount["value"]), "currency": currency, "minor": int(minor)}
+
+
+def _points_for(amount: dict) -> tuple[int, dict]:
+    tenant = _tenant()
+    info = _minor_amount(amount)
+    points = rules.points_for_amount(info["minor"], tenant.earn_points, tenant.earn_per_minor, tenant.earn_rounding)
     if points < 1:
-        raise ApiProblem(422, "validation_error", "The request did not validate; see errors.",
+        raise ApiProblem(422, "amount_earns_no_points",
+                         "This amount earns no points under the tenant's earn rule; record it as a visit.",
                          errors={"amount": ["This amount earns no points under the tenant's earn rule."]})
-    return points, {"value": str(amount["value"]), "currency": currency, "minor": int(minor)}
+    return points, info
+
+
+def visit_body(visit, pairwise_id: str) -> dict:
+    amount = None
+    if visit.amount_minor is not None:
+        digits = get_currency_precision(visit.currency)
+        value = (Decimal(visit.amount_minor).scaleb(-digits)).quantize(Decimal(1).scaleb(-digits))
+        amount = {"value": str(value), "currency": visit.currency, "minor": visit.amount_minor}
+    return {"id": visit.id, "member_id": pairwise_id, "occurred_at": visit.occurred_at.isoformat(),
+            "reference": visit.reference, "description": visit.description, "amount": amount,
+            "transaction_id": str(visit.transaction_id) if visit.transaction_id else None}
 
 
 # ---------------------------------------------------------------- members
@@ -210,7 +230,35 @@ def earn(body, member_id):
                          timezone=tenant.alliance.timezone, reference=body.get("reference"),
                          occurred_at=body.get("occurred_at"), description=body.get("description"),
                          meta=_meta(body, amount))
+        if amount is not None:  # a purchase is a visit too
+            members.record_visit(session, tenant=tenant, member=member, occurred_at=tx.occurred_at,
+                                 reference=tx.reference, description=tx.description, amount_minor=amount["minor"],
+                                 currency=amount["currency"], transaction_id=tx.id)
         return 201, transaction_body(tx, member_id)
+
+    return idempotent(body, work)
+
+
+@blp.route("/members/<string:member_id>/visits", methods=["POST"])
+@secured(blp, write=True, scope="visits:write", errors=POINTS_ERRORS)
+@blp.arguments(s.VisitIn)
+@blp.response(201, s.VisitOut)
+def record_visit(body, member_id):
+    """Record a visit or purchase that earns no points (a free entry, a zero-value sale).
+
+    Purchases posted to `earnings` with an `amount` are recorded as visits already.
+    """
+    tenant = _tenant()
+    _not_future(body.get("occurred_at"), "occurred_at")
+    amount = _minor_amount(body["amount"]) if "amount" in body else None
+
+    def work(session):
+        member = _member(session, member_id)
+        visit = members.record_visit(
+            session, tenant=tenant, member=member, occurred_at=body.get("occurred_at") or utcnow(),
+            reference=body.get("reference"), description=body.get("description"),
+            amount_minor=amount["minor"] if amount else None, currency=amount["currency"] if amount else None)
+        return 201, visit_body(visit, member_id)
 
     return idempotent(body, work)
 

@@ -15,7 +15,7 @@ def test_readyz_reports_schema_at_head(client):
     assert resp.status_code == 200, resp.get_data(as_text=True)
     body = resp.get_json()
     assert body["status"] == "ready"
-    assert body["schema"] == ["0001"]
+    assert body["schema"] == ["0002"]
 
 
 def test_unknown_route_is_problem_json_404(client):

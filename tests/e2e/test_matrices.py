@@ -26,6 +26,7 @@ def endpoints(w):
         ("GET", f"{M}/{mid}/balance", None, "points:read"),
         ("POST", f"{M}/{mid}/earnings", {"points": 5}, "points:earn"),
         ("POST", f"{M}/{mid}/redemptions", {"points": 5}, "points:redeem"),
+        ("POST", f"{M}/{mid}/visits", {"amount": {"value": "0.00", "currency": "CNY"}}, "visits:write"),
         ("POST", f"{M}/{mid}/holds", {"points": 5}, "points:hold"),
         ("GET", f"/api/v1/holds/{hold}", None, "points:hold"),
         ("POST", f"/api/v1/holds/{hold}/capture", {"points": 1}, "points:hold"),
@@ -48,7 +49,7 @@ def test_every_endpoint_is_in_the_matrix(app, world):
     assert len(documented) == len(endpoints(world))
 
 
-@pytest.mark.parametrize("index", range(13))
+@pytest.mark.parametrize("index", range(14))
 def test_a_token_lacking_the_scope_is_403(make_partner, world, index):
     method, path, body, scope = endpoints(world)[index]
     lacking = make_partner(code=f"lack{index}", scopes=" ".join(s for s in SCOPES if s != scope))
@@ -57,7 +58,7 @@ def test_a_token_lacking_the_scope_is_403(make_partner, world, index):
     assert r.get_json()["code"] == "insufficient_scope"
 
 
-@pytest.mark.parametrize("index", range(13))
+@pytest.mark.parametrize("index", range(14))
 def test_another_tenants_token_gets_404_or_only_its_own_rows(other, world, partner, index):
     method, path, body, scope = endpoints(world)[index]
     r = _call(other, method, path, body)

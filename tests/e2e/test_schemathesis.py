@@ -19,7 +19,7 @@ def test_every_operation_honours_the_spec(app, partner):
     partner.enrol()
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 13
+    assert len(operations) == 14
 
     for operation in operations:
         @given(case=operation.as_strategy())
