@@ -1,12 +1,242 @@
-"""The demo alliance seeded by `make run`."""
+"""The demo alliance: `flask seed-demo` (run by `make run`) and `flask demo replay-cdnow | reconcile`."""
 from __future__ import annotations
 
+import concurrent.futures
+import json
+import os
+import sys
+import threading
+import time
+
 import click
-from flask import Flask
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from alliance import cdnow
+from alliance import demo as scenario
+from api.extensions import db_session
+from tenants import services as tenancy
+from tenants.isolation import platform_scope
+from tenants.models import Alliance
+from tenants.uow import run_unit
+
+#: What the replaying partner systems may do.
+REPLAY_SCOPES = "members:read members:write points:read points:earn points:redeem visits:write"
+FILES = {"master": cdnow.MASTER_FILE, "sample": cdnow.SAMPLE_FILE}
+
+demo_cli = AppGroup("demo", help="Replay the CDNOW purchase histories and reconcile the books.")
+
+
+def _credentials_path() -> str:
+    return os.path.join(current_app.instance_path, "demo-credentials.json")
+
+
+def _issue_clients(session, tenants, scopes: str, name: str) -> dict[str, tuple[str, str]]:
+    issued = {code: tenancy.create_client(session, tenant=t, scopes=scopes, name=name) for code, t in tenants.items()}
+    return {code: (i.client.client_id, i.secret) for code, i in issued.items()}
+
+
+def _first_member_id(session, alliance_code: str, tenant_code: str) -> str | None:
+    from alliance.models import MemberLink
+
+    with platform_scope(session):
+        tenant = tenancy.get_tenant(session, alliance_code=alliance_code, code=tenant_code)
+        return session.scalar(sa.select(MemberLink.pairwise_id).where(MemberLink.tenant_id == tenant.id)
+                              .order_by(MemberLink.id).limit(1))
+
+
+def _banner(info: dict) -> str:
+    base = "http://127.0.0.1:5000"
+    client_id, secret = info["client_id"], info["client_secret"]
+    take = (f"TOKEN=$(curl -s -u '{client_id}:{secret}' -d grant_type=client_credentials {base}/oauth/token"
+            " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')")
+    lines = [
+        f"Demo alliance {info['alliance']!r}: {info['members']} members, {info['purchases']} purchases "
+        f"replayed from data/cdnow/CDNOW_sample.txt.",
+        f"Browse the partner API: {base}/api/docs    health: {base}/readyz",
+        f"Credentials of the demo partner {info['tenant']!r} are in {info['path']}. Try:",
+        f"  {take}",
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/transactions?limit=3'",
+    ]
+    if info.get("member_id"):
+        lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/members/{info['member_id']}/balance")
+    return "\n".join(lines)
 
 
 def register(app: Flask) -> None:
     @app.cli.command("seed-demo")
-    def seed_demo():
-        """Seed the demo alliance when the database is empty."""
-        click.echo("demo seeding not yet available")
+    @click.option("--file", "path", default=cdnow.SAMPLE_FILE, show_default=True, help="a CDNOW file to seed from")
+    def seed_demo(path):
+        """Seed the demo alliance from the CDNOW sample when the database is empty."""
+        session = db_session()
+        cred_path = _credentials_path()
+        if not current_app.config["SEED_DEMO"]:
+            click.echo("SEED_DEMO is off: not seeding.")
+            return
+        with platform_scope(session):
+            empty = session.scalar(sa.select(sa.func.count()).select_from(Alliance)) == 0
+        if not empty:
+            if os.path.exists(cred_path):
+                with open(cred_path, encoding="utf-8") as fh:
+                    click.echo(_banner(json.load(fh)))
+            else:
+                click.echo("The database holds data already: not seeding the demo alliance.")
+            return
+        started = time.monotonic()
+        purchases = cdnow.load(path)
+        scenic = cdnow.PARTNERS[0].code
+
+        def work(s):
+            scenario.seed(s, purchases)
+            _, tenants = scenario.ensure_alliance(s)
+            from tenants.services import SCOPES
+
+            return _issue_clients(s, tenants, " ".join(SCOPES), "demo")
+
+        with platform_scope(session):
+            creds = run_unit(session, work)
+        info = {"alliance": cdnow.DEMO.code, "tenant": scenic, "client_id": creds[scenic][0],
+                "client_secret": creds[scenic][1], "members": len({p.customer for p in purchases}),
+                "purchases": len(purchases), "member_id": _first_member_id(session, cdnow.DEMO.code, scenic),
+                "path": cred_path, "partners": {code: {"client_id": c, "client_secret": s}
+                                                for code, (c, s) in creds.items()}}
+        os.makedirs(current_app.instance_path, exist_ok=True)
+        with open(cred_path, "w", encoding="utf-8") as fh:
+            json.dump(info, fh, ensure_ascii=False, indent=2)
+        os.chmod(cred_path, 0o600)
+        click.echo(f"Seeded in {time.monotonic() - started:.1f}s.")
+        click.echo(_banner(info))
+
+    app.cli.add_command(demo_cli)
+
+
+def _expire_in_db(alliance_code: str):
+    from ledger.services import expire_due
+
+    def expire(month_end):
+        session = db_session()
+        with platform_scope(session):
+            alliance = tenancy.get_alliance(session, alliance_code)
+            run_unit(session, lambda s: expire_due(s, alliance_id=alliance.id, as_of=cdnow.end_of_day(month_end)))
+
+    return expire
+
+
+def _api_balances(partners, member_ids: dict[str, str], purchases, connections: int) -> dict[str, int]:
+    firsts = scenario.first_visits(purchases)
+    first_partner = {}
+    for (customer, _), p in firsts.items():
+        if customer not in first_partner or (p.day, p.seq) < (first_partner[customer].day, first_partner[customer].seq):
+            first_partner[customer] = p
+
+    def one(customer):
+        return customer, partners.balance(first_partner[customer].partner, member_ids[customer])["balance"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=connections) as pool:
+        return dict(pool.map(one, sorted(member_ids)))
+
+
+def _report(purchases, alliance_code: str, api_balances: dict[str, int] | None) -> scenario.Report:
+    session = db_session()
+    recorded = scenario.books(session, alliance_code=alliance_code)
+    session.rollback()
+    return scenario.reconcile(cdnow.expected(purchases), recorded, api_balances=api_balances,
+                              summary=cdnow.published_summary(), sample=cdnow.sample_ids())
+
+
+def _verify() -> list[str]:
+    from ledger.verify import verify
+
+    session = db_session()
+    with platform_scope(session):
+        faults = verify(session)
+    session.rollback()
+    return faults
+
+
+@demo_cli.command("replay-cdnow")
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True, help="the running server")
+@click.option("--file", "which", default="master", show_default=True,
+              help="master (69,659 purchases), sample (6,919) or a path to a CDNOW file")
+@click.option("--customers", type=click.IntRange(min=1), default=None, help="only the first N customers")
+@click.option("--alliance", "alliance_code", default="yunxiu-cdnow", show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--journal", "journal_path", default=None,
+              help="where decisions and finished months are kept (default instance/replay-ALLIANCE.jsonl)")
+@click.option("--fresh", is_flag=True, help="forget an earlier run's journal")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path, fresh, progress):
+    """Act as the three partners' systems: enrol, earn and redeem every purchase over HTTP, then reconcile.
+
+    Run it with the server's DATABASE_URL: month-end expiry is the operator's job, done here in
+    the database at each month's end, as `flask ledger expire` would.
+    """
+    from api.replay import FileJournal, HttpPartners, ReplayError
+
+    path = FILES.get(which, which)
+    purchases = cdnow.load(path, customers=customers)
+    session = db_session()
+    with platform_scope(session):
+        creds = run_unit(session, lambda s: _issue_clients(
+            s, scenario.ensure_alliance(s, code=alliance_code)[1], REPLAY_SCOPES, "cdnow-replay"))
+    journal_path = journal_path or os.path.join(current_app.instance_path, f"replay-{alliance_code}.jsonl")
+    run = {"url": url, "alliance": alliance_code, "file": os.path.basename(path), "customers": customers}
+    lock = threading.Lock()
+    bar = click.progressbar(length=len(purchases), label="purchases", file=sys.stderr).__enter__() \
+        if progress else None
+
+    def tick():
+        if bar is not None:
+            with lock:
+                bar.update(1)
+
+    partners = HttpPartners(url, creds, connections=concurrency, expire=_expire_in_db(alliance_code),
+                            on_purchase=tick)
+    started = time.monotonic()
+    try:
+        journal = FileJournal(journal_path, run=run, fresh=fresh)
+        if bar is not None:
+            bar.update(sum(1 for p in purchases if journal.month_done(cdnow.month_end(p.day))))
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+            def run_members(work, batches):
+                list(pool.map(work, batches))
+
+            member_ids = scenario.play(purchases, partners, journal=journal, run_members=run_members)
+        if bar is not None:
+            bar.render_finish()
+        elapsed = time.monotonic() - started
+        posted = partners.requests
+        api_balances = _api_balances(partners, member_ids, purchases, concurrency)
+    except ReplayError as exc:
+        click.echo(f"replay failed: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        partners.close()
+    report = _report(purchases, alliance_code, api_balances)
+    faults = _verify()
+    click.echo(report.table())
+    click.echo(f"flask ledger verify: {'clean' if not faults else f'{len(faults)} faults'}")
+    click.echo(json.dumps({"purchases": len(purchases), "customers": len(member_ids), "requests": posted,
+                           "seconds": round(elapsed, 1), "requests_per_second": round(posted / elapsed, 1)
+                           if elapsed else None, "reconciled": report.ok, "verify_clean": not faults}))
+    for line in report.mismatches + faults[:20]:
+        click.echo(line, err=True)
+    if not report.ok or faults:
+        sys.exit(1)
+
+
+@demo_cli.command("reconcile")
+@click.option("--file", "which", default="master", show_default=True, help="master, sample or a path")
+@click.option("--customers", type=click.IntRange(min=1), default=None)
+@click.option("--alliance", "alliance_code", default="yunxiu-cdnow", show_default=True)
+def reconcile(which, customers, alliance_code):
+    """Compare the books of a replayed alliance with the file, without calling the API."""
+    purchases = cdnow.load(FILES.get(which, which), customers=customers)
+    report = _report(purchases, alliance_code, None)
+    click.echo(report.table())
+    for line in report.mismatches:
+        click.echo(line, err=True)
+    if not report.ok:
+        sys.exit(1)

@@ -39,3 +39,23 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 def downgrade(engine: sa.Engine, revision: str = "base") -> None:
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
+
+
+def scratch_url(engine: sa.Engine, name: str, tmp_path) -> str:
+    """Return the URL of a new, empty database beside ``engine``'s (PostgreSQL) or in ``tmp_path``."""
+    if engine.dialect.name == "postgresql":
+        admin = sa.create_engine(engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        return engine.url.set(database=name).render_as_string(hide_password=False)
+    return f"sqlite:///{tmp_path}/{name}.db"
+
+
+def drop_scratch(engine: sa.Engine, name: str) -> None:
+    if engine.dialect.name == "postgresql":
+        admin = sa.create_engine(engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()

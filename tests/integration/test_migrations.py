@@ -10,15 +10,7 @@ from tests import dbsetup
 
 
 def _scratch_engine(engine, tmp_path):
-    if engine.dialect.name == "postgresql":
-        name = "alliance_migr_scratch"
-        admin = sa.create_engine(engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        admin.dispose()
-        return sa.create_engine(engine.url.set(database=name))
-    return sa.create_engine(f"sqlite:///{tmp_path}/scratch.db")
+    return sa.create_engine(dbsetup.scratch_url(engine, "alliance_migr_scratch", tmp_path))
 
 
 def _tables(engine) -> set[str]:
