@@ -93,8 +93,15 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def _retry_after() -> int:
-    """Fallback for Retry-After; Flask-Limiter's own header, when present, overrides it."""
-    return 60
+    """Seconds until the exceeded limit resets (Flask-Limiter keeps the later of this and its own)."""
+    import time
+
+    from api.extensions import limiter
+
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, int(current.reset_at - time.time()))
 
 
 def _flatten_messages(messages: dict) -> dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import zoneinfo
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import sqlalchemy.orm as so
 
 from tenants.errors import AllianceNotFound, DuplicateCode, InvalidScope, TenancyError, TenantNotFound
 from tenants.isolation import platform_scope
-from tenants.models import TENANT_KINDS, Alliance, ApiClient, Tenant
+from tenants.models import ROUNDINGS, TENANT_KINDS, Alliance, ApiClient, Tenant
 
 #: Every scope a partner client may hold, with what it allows.
 SCOPES = {
@@ -46,6 +47,17 @@ def parse_scopes(raw: str) -> list[str]:
     return scopes
 
 
+_CODE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _check_code_and_name(code: str, name: str) -> None:
+    if not _CODE.match(code):
+        raise TenancyError(f"code must be 1-40 letters, digits, '-' or '_', not {code!r}")
+    if not name.strip() or len(name) > 200:
+        raise TenancyError("name must be 1-200 characters")
+
+
 def create_alliance(session: so.Session, *, code: str, name: str, timezone: str = "Asia/Shanghai",
                     currency: str = "CNY", expiry_months: int | None = None,
                     point_value_minor: int = 1) -> Alliance:
@@ -53,8 +65,13 @@ def create_alliance(session: so.Session, *, code: str, name: str, timezone: str 
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise TenancyError(f"unknown timezone {timezone!r}") from exc
-    if expiry_months is not None and expiry_months <= 0:
-        raise TenancyError("expiry months must be positive")
+    if expiry_months is not None and not 0 < expiry_months <= 1200:
+        raise TenancyError("expiry months must be between 1 and 1200")
+    _check_code_and_name(code, name)
+    if not _CURRENCY.match(currency.upper()):
+        raise TenancyError(f"currency must be an ISO 4217 code of three letters, not {currency!r}")
+    if not 0 <= point_value_minor <= 1_000_000:
+        raise TenancyError("point value must be between 0 and 1000000 minor units")
     if session.scalar(sa.select(Alliance.id).where(Alliance.code == code)) is not None:
         raise DuplicateCode(f"alliance {code!r} exists")
     alliance = Alliance(code=code, name=name, timezone=timezone, currency=currency.upper(),
@@ -76,6 +93,11 @@ def create_tenant(session: so.Session, *, alliance_code: str, code: str, name: s
     alliance = get_alliance(session, alliance_code)
     if kind not in TENANT_KINDS:
         raise TenancyError(f"kind must be one of {', '.join(TENANT_KINDS)}")
+    _check_code_and_name(code, name)
+    if not (0 <= earn_points <= 1_000_000 and 1 <= earn_per_minor <= 1_000_000_000):
+        raise TenancyError("earn rule: 0..1000000 points per 1..1000000000 minor units")
+    if earn_rounding not in ROUNDINGS:
+        raise TenancyError(f"rounding must be one of {', '.join(ROUNDINGS)}")
     exists = session.scalar(sa.select(Tenant.id).where(Tenant.alliance_id == alliance.id, Tenant.code == code))
     if exists is not None:
         raise DuplicateCode(f"tenant {code!r} exists in {alliance_code!r}")

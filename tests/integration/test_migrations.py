@@ -11,7 +11,7 @@ from tests import dbsetup
 
 def _scratch_engine(engine, tmp_path):
     if engine.dialect.name == "postgresql":
-        name = "alliance_migr_scratch"
+        name = f"{engine.url.database}_migr_scratch"  # beside the test database: parallel runs never collide
         admin = sa.create_engine(engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
