@@ -45,6 +45,7 @@ alliances = AppGroup("alliances", help="Create and list alliances.")
 tenants_cli = AppGroup("tenants", help="Create tenants and change their status.")
 clients = AppGroup("clients", help="Create API clients for a tenant.")
 members = AppGroup("members", help="Operator actions on members.")
+staff = AppGroup("staff", help="Create portal users for a tenant or the alliance operator.")
 ledger_cli = AppGroup("ledger", help="Verify the books and expire due points and holds.")
 
 
@@ -95,6 +96,20 @@ def tenant_status(alliance_code, code, status):
 
     t = _run(lambda s: set_tenant_status(s, alliance_code=alliance_code, code=code, status=status))
     _emit({"code": t.code, "status": t.status})
+
+
+@staff.command("create")
+@click.option("--alliance", "alliance_code", required=True)
+@click.option("--tenant", "tenant_code", default=None, help="the tenant's code; without it, the alliance operator")
+@click.option("--email", required=True)
+@click.option("--role", required=True, type=click.Choice(["owner", "admin", "operator", "analyst"]))
+@click.option("--password", prompt=True, hide_input=True, help="prompted for when not given")
+def create_staff(alliance_code, tenant_code, email, role, password):
+    from tenants.services import create_staff_user
+
+    user = _run(lambda s: create_staff_user(s, alliance_code=alliance_code, tenant_code=tenant_code, email=email,
+                                            password=password, role=role))
+    _emit({"id": user.id, "alliance": alliance_code, "tenant": tenant_code, "email": user.email, "role": user.role})
 
 
 @clients.command("create")
@@ -182,7 +197,7 @@ def expire(as_of):
 
 
 def register(app: Flask) -> None:
-    for group in (alliances, tenants_cli, clients, members, ledger_cli):
+    for group in (alliances, tenants_cli, clients, staff, members, ledger_cli):
         app.cli.add_command(group)
     from api import demo
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from tenants.errors import AllianceNotFound, DuplicateCode, InvalidScope, TenancyError, TenantNotFound
 from tenants.isolation import platform_scope
-from tenants.models import ROUNDINGS, TENANT_KINDS, Alliance, ApiClient, Tenant
+from tenants.models import ROUNDINGS, STAFF_ROLES, TENANT_KINDS, Alliance, ApiClient, StaffUser, Tenant
 
 #: Every scope a partner client may hold, with what it allows.
 SCOPES = {
@@ -141,3 +143,48 @@ def create_client(session: so.Session, *, tenant: Tenant, scopes: str, name: str
         session.add(client)
         session.flush()
     return IssuedClient(client=client, secret=secret)
+
+
+#: Argon2id with the library's maintained defaults; hashes carry their parameters, so they can be raised later.
+_passwords = PasswordHasher()
+MIN_PASSWORD_LENGTH = 12
+_STAFF_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$")
+
+
+def hash_password(password: str) -> str:
+    """Return an Argon2id hash of a staff password."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise TenancyError(f"passwords need at least {MIN_PASSWORD_LENGTH} characters")
+    return _passwords.hash(password)
+
+
+def check_password(user: StaffUser, password: str) -> bool:
+    """Tell whether ``password`` is the user's; re-hash in place (flushed by the caller) when parameters rose."""
+    try:
+        _passwords.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if _passwords.check_needs_rehash(user.password_hash):
+        user.password_hash = _passwords.hash(password)
+    return True
+
+
+def create_staff_user(session: so.Session, *, alliance_code: str, email: str, password: str, role: str,
+                      tenant_code: str | None = None) -> StaffUser:
+    """Create a portal user for a tenant, or for the alliance operator when ``tenant_code`` is None."""
+    alliance = get_alliance(session, alliance_code)
+    if role not in STAFF_ROLES:
+        raise TenancyError(f"role must be one of {', '.join(STAFF_ROLES)}")
+    address = email.strip().casefold()
+    if len(address) > 254 or not _STAFF_EMAIL.match(address):
+        raise TenancyError(f"{email!r} is not a valid email address")
+    tenant = get_tenant(session, alliance_code=alliance_code, code=tenant_code) if tenant_code else None
+    exists = session.scalar(sa.select(StaffUser.id).where(StaffUser.alliance_id == alliance.id,
+                                                          StaffUser.email == address))
+    if exists is not None:
+        raise DuplicateCode(f"staff user {address!r} exists in {alliance_code!r}")
+    user = StaffUser(alliance_id=alliance.id, tenant_id=tenant.id if tenant else None, email=address,
+                     password_hash=hash_password(password), role=role)
+    session.add(user)
+    session.flush()
+    return user
