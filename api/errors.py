@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, json, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,14 @@ def problem_response(status: int, code: str, detail: str, *, title: str | None =
 
 
 def register_errorhandlers(app: Flask) -> None:
+    @app.before_request
+    def _refuse_oversized_streams():
+        """A chunked body has no Content-Length; Werkzeug then cuts it at MAX_CONTENT_LENGTH silently: refuse it."""
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            if len(request.get_data(cache=True)) >= limit:
+                raise RequestEntityTooLarge()
+
     @app.errorhandler(ApiProblem)
     def _api_problem(exc: ApiProblem):
         return problem_response(exc.status, exc.code, exc.detail, title=exc.title,
