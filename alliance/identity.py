@@ -9,7 +9,9 @@ import phonenumbers
 from alliance.errors import InvalidEmail, InvalidPhone, ValidationFailed
 
 DEFAULT_REGION = "CN"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]+$")
+#: NUL and other C0 controls (tab, newline and carriage return aside) and DEL: never part of a name or key.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PHONE_JUNK = re.compile(r"[\s\-().]")
 _PHONE_CHARS = re.compile(r"^\+?[0-9]{3,20}$")
 
@@ -56,6 +58,10 @@ def normalize_ref(raw: str) -> str:
     if not isinstance(raw, str):
         raise ValidationFailed("external_ref must be a string", errors={"external_ref": ["must be a string"]})
     text = _fold(raw).casefold().strip()
+    if _CONTROL.search(text):
+        raise ValidationFailed(
+            "external_ref must not contain control characters", errors={"external_ref": ["no control characters"]}
+        )
     if not text or len(text) > 200:
         raise ValidationFailed(
             "external_ref must be 1 to 200 characters", errors={"external_ref": ["must be 1 to 200 characters"]}
@@ -70,6 +76,13 @@ def display_name(raw: str | None) -> str | None:
     if not isinstance(raw, str):
         raise ValidationFailed("name must be a string", errors={"name": ["must be a string"]})
     text = unicodedata.normalize("NFC", raw).strip()
+    if _CONTROL.search(text):
+        raise ValidationFailed("name must not contain control characters", errors={"name": ["no control characters"]})
     if len(text) > 200:
         raise ValidationFailed("name is too long", errors={"name": ["at most 200 characters"]})
     return text or None
+
+
+def has_control_characters(text: str) -> bool:
+    """Tell whether ``text`` holds NUL or another control character that no key or label may carry."""
+    return bool(_CONTROL.search(text))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import secrets
 from collections.abc import Sequence
 
@@ -32,6 +33,8 @@ from tenants.models import Tenant
 #: How far in the future a partner's clock may put ``captured_at``.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 PAIRWISE_PREFIX = "mbr_"
+#: The shape of every pairwise ID ever issued; anything else is unknown without asking the database.
+PAIRWISE_ID = re.compile(r"^mbr_[A-Za-z0-9_-]{1,36}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +216,7 @@ def _consent_events_input(consent: ConsentInput | None):
         _check_purpose(purpose)
     channel = _check_channel(consent.channel)
     captured_at = _check_captured_at(consent.captured_at)
-    return purposes, channel, consent.terms_version, captured_at
+    return purposes, channel, _check_terms_version(consent.terms_version), captured_at
 
 
 def _check_purpose(purpose: str) -> None:
@@ -226,7 +229,17 @@ def _check_purpose(purpose: str) -> None:
 def _check_channel(channel: str) -> str:
     if not isinstance(channel, str) or not channel.strip() or len(channel) > 40:
         raise ValidationFailed("channel is required", errors={"channel": ["1 to 40 characters"]})
+    if identity.has_control_characters(channel):
+        raise ValidationFailed("channel must not contain control characters", errors={"channel": ["no control characters"]})
     return channel.strip()
+
+
+def _check_terms_version(terms_version: str | None) -> str | None:
+    if terms_version is None:
+        return None
+    if not isinstance(terms_version, str) or len(terms_version) > 40 or identity.has_control_characters(terms_version):
+        raise ValidationFailed("terms_version is not valid", errors={"terms_version": ["at most 40 printable characters"]})
+    return terms_version
 
 
 def _check_captured_at(captured_at: dt.datetime | None) -> dt.datetime:
@@ -273,7 +286,7 @@ def record_consent(
     _link_for(session, member=member, tenant=tenant)
     event = _add_consent_event(
         session, tenant=tenant, member=member, purpose=purpose, granted=granted,
-        channel=_check_channel(channel), terms_version=terms_version,
+        channel=_check_channel(channel), terms_version=_check_terms_version(terms_version),
         captured_at=_check_captured_at(captured_at),
     )
     session.flush()
@@ -318,7 +331,7 @@ def resolve_member(
     session: so.Session, *, tenant: Tenant, pairwise_id: str, purpose: str | None = "loyalty"
 ) -> Member:
     """Return the member behind this tenant's pairwise ID, checking consent for ``purpose``."""
-    if not isinstance(pairwise_id, str) or not pairwise_id.startswith(PAIRWISE_PREFIX):
+    if not isinstance(pairwise_id, str) or not PAIRWISE_ID.match(pairwise_id):
         raise MemberNotFound()
     with tenant_scope(session, tenant.id):
         link = session.scalar(

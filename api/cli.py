@@ -25,6 +25,8 @@ def _fail(code: str, message: str) -> None:
 
 def _run(work):
     """Run an operator use case platform-wide in one unit of work; errors exit 2 with JSON."""
+    import sqlalchemy.exc as sa_exc
+
     from alliance.errors import AllianceError
     from ledger.errors import LedgerError
     from tenants.errors import TenancyError
@@ -35,12 +37,15 @@ def _run(work):
             return run_unit(session, work)
     except (TenancyError, AllianceError, LedgerError) as exc:
         _fail(getattr(exc, "code", "error"), str(exc))
+    except sa_exc.DBAPIError as exc:  # a constraint the services did not foresee: still one JSON object
+        _fail("database_refused", str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__)
 
 
 alliances = AppGroup("alliances", help="Create and list alliances.")
 tenants_cli = AppGroup("tenants", help="Create tenants and change their status.")
 clients = AppGroup("clients", help="Create API clients for a tenant.")
 members = AppGroup("members", help="Operator actions on members.")
+staff = AppGroup("staff", help="Create portal users for a tenant or the alliance operator.")
 ledger_cli = AppGroup("ledger", help="Verify the books and expire due points and holds.")
 
 
@@ -49,9 +54,9 @@ ledger_cli = AppGroup("ledger", help="Verify the books and expire due points and
 @click.option("--name", required=True)
 @click.option("--timezone", default="Asia/Shanghai", show_default=True)
 @click.option("--currency", default="CNY", show_default=True)
-@click.option("--expiry-months", type=click.IntRange(min=1), default=None,
+@click.option("--expiry-months", type=click.IntRange(min=1, max=1200), default=None,
               help="points expire N months after the earn, at that day's end; never without it")
-@click.option("--point-value", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--point-value", type=click.IntRange(min=0, max=1_000_000), default=1, show_default=True,
               help="value of one point in minor units, for clearing")
 def create_alliance(code, name, timezone, currency, expiry_months, point_value):
     from tenants.services import create_alliance as create
@@ -68,8 +73,8 @@ def create_alliance(code, name, timezone, currency, expiry_months, point_value):
 @click.option("--name", required=True)
 @click.option("--kind", required=True,
               type=click.Choice(["scenic_area", "homestay", "hotel", "brand", "agency", "other"]))
-@click.option("--earn-points", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--earn-per-minor", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--earn-points", type=click.IntRange(min=0, max=1_000_000), default=1, show_default=True)
+@click.option("--earn-per-minor", type=click.IntRange(min=1, max=1_000_000_000), default=100, show_default=True,
               help="earn rule: EARN_POINTS points for every EARN_PER_MINOR minor units (fen)")
 @click.option("--rounding", type=click.Choice(["floor", "half_up", "ceil"]), default="floor", show_default=True)
 def create_tenant(alliance_code, code, name, kind, earn_points, earn_per_minor, rounding):
@@ -91,6 +96,20 @@ def tenant_status(alliance_code, code, status):
 
     t = _run(lambda s: set_tenant_status(s, alliance_code=alliance_code, code=code, status=status))
     _emit({"code": t.code, "status": t.status})
+
+
+@staff.command("create")
+@click.option("--alliance", "alliance_code", required=True)
+@click.option("--tenant", "tenant_code", default=None, help="the tenant's code; without it, the alliance operator")
+@click.option("--email", required=True)
+@click.option("--role", required=True, type=click.Choice(["owner", "admin", "operator", "analyst"]))
+@click.option("--password", prompt=True, hide_input=True, help="prompted for when not given")
+def create_staff(alliance_code, tenant_code, email, role, password):
+    from tenants.services import create_staff_user
+
+    user = _run(lambda s: create_staff_user(s, alliance_code=alliance_code, tenant_code=tenant_code, email=email,
+                                            password=password, role=role))
+    _emit({"id": user.id, "alliance": alliance_code, "tenant": tenant_code, "email": user.email, "role": user.role})
 
 
 @clients.command("create")
@@ -140,24 +159,45 @@ def verify():
 
 
 @ledger_cli.command("expire")
-@click.option("--as-of", "as_of", default=None, help="YYYY-MM-DD: expire what is due by the end of that day")
+@click.option("--as-of", "as_of", default=None,
+              help="YYYY-MM-DD: expire what is due by the end of that day in each alliance's timezone")
 def expire(as_of):
-    from ledger.services import expire_due
+    import zoneinfo
 
-    if as_of:
-        try:
-            day = dt.date.fromisoformat(as_of)
-        except ValueError:
-            _fail("validation_error", "--as-of must be YYYY-MM-DD")
-        instant = dt.datetime.combine(day, dt.time.max, tzinfo=dt.timezone.utc)
-    else:
+    import sqlalchemy as sa
+
+    from ledger.services import expire_due
+    from tenants.models import Alliance
+
+    if not as_of:
         instant = dt.datetime.now(dt.timezone.utc)
-    result = _run(lambda s: expire_due(s, as_of=instant))
-    _emit({"as_of": instant.isoformat(), **(result or {})})
+        result = _run(lambda s: expire_due(s, as_of=instant))
+        _emit({"as_of": instant.isoformat(), **(result or {})})
+        return
+    try:
+        day = dt.date.fromisoformat(as_of)
+    except ValueError:
+        _fail("validation_error", "--as-of must be YYYY-MM-DD")
+
+    def work(s):
+        totals = {"members": 0, "holds": 0, "lots": 0, "points": 0}
+        cutoffs = {}
+        for alliance in s.scalars(sa.select(Alliance).order_by(Alliance.id)):
+            try:
+                cutoff = dt.datetime.combine(day, dt.time.max, tzinfo=zoneinfo.ZoneInfo(alliance.timezone))
+                cutoff = cutoff.astimezone(dt.timezone.utc)
+            except OverflowError:
+                cutoff = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+            cutoffs[alliance.code] = cutoff.isoformat()
+            for key, value in expire_due(s, as_of=cutoff, alliance_id=alliance.id).items():
+                totals[key] += value
+        return {"as_of": day.isoformat(), "cutoffs": cutoffs, **totals}
+
+    _emit(_run(work))
 
 
 def register(app: Flask) -> None:
-    for group in (alliances, tenants_cli, clients, members, ledger_cli):
+    for group in (alliances, tenants_cli, clients, staff, members, ledger_cli):
         app.cli.add_command(group)
     from api import demo
 

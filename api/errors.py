@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, json, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,14 @@ def problem_response(status: int, code: str, detail: str, *, title: str | None =
 
 
 def register_errorhandlers(app: Flask) -> None:
+    @app.before_request
+    def _refuse_oversized_streams():
+        """A chunked body has no Content-Length; Werkzeug then cuts it at MAX_CONTENT_LENGTH silently: refuse it."""
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            if len(request.get_data(cache=True)) >= limit:
+                raise RequestEntityTooLarge()
+
     @app.errorhandler(ApiProblem)
     def _api_problem(exc: ApiProblem):
         return problem_response(exc.status, exc.code, exc.detail, title=exc.title,
@@ -93,8 +101,15 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def _retry_after() -> int:
-    """Fallback for Retry-After; Flask-Limiter's own header, when present, overrides it."""
-    return 60
+    """Seconds until the exceeded limit resets (Flask-Limiter keeps the later of this and its own)."""
+    import time
+
+    from api.extensions import limiter
+
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, int(current.reset_at - time.time()))
 
 
 def _flatten_messages(messages: dict) -> dict:

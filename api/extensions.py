@@ -5,7 +5,7 @@ import os
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import Flask, g
+from flask import Flask
 from flask_limiter import Limiter
 from flask_migrate import Migrate
 
@@ -69,9 +69,15 @@ def db_session() -> so.Session:
 
 
 def _rate_key() -> str:
+    """Count a request against its OAuth2 client (from the bearer token), else its address.
+
+    The limiter runs before the view authenticates, so the token is resolved here.
+    """
     from flask import request
 
-    client = getattr(g, "client_id", None)
+    from api.oauth import rate_limit_client
+
+    client = rate_limit_client()
     return f"client:{client}" if client else f"ip:{request.remote_addr}"
 
 

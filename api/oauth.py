@@ -212,14 +212,33 @@ def metadata():
 _validator = _Validator()
 
 
+def _bearer_string() -> str | None:
+    kind, _, token_string = request.headers.get("Authorization", "").partition(" ")
+    return token_string.strip() if kind.lower() == "bearer" and token_string.strip() else None
+
+
+def bearer_token() -> Token | None:
+    """Return the request's bearer token, looked up once (the rate limiter and the view both ask)."""
+    if "bearer_token" not in g:
+        token_string = _bearer_string()
+        g.bearer_token = _find_token(token_string) if token_string else None
+    return g.bearer_token
+
+
+def rate_limit_client() -> str | None:
+    """Return the client_id whose limit this request counts against, or None for anonymous calls."""
+    token = bearer_token()
+    if token is None or not token.is_usable():
+        return None
+    return token.row.client.client_id
+
+
 def authenticate(scope: str) -> AccessToken:
     """Check the bearer token and its scope; bind the request's session to the token's tenant."""
-    header = request.headers.get("Authorization", "")
-    kind, _, token_string = header.partition(" ")
-    if kind.lower() != "bearer" or not token_string.strip():
+    if _bearer_string() is None:
         raise ApiProblem(401, "invalid_token", "A bearer token is required.",
                          headers={"WWW-Authenticate": 'Bearer realm="alliance"'})
-    token = _find_token(token_string.strip())
+    token = bearer_token()
     if token is None or not token.is_usable():
         raise ApiProblem(401, "invalid_token", "The access token is invalid, expired or revoked.",
                          headers={"WWW-Authenticate": 'Bearer realm="alliance", error="invalid_token"'})

@@ -389,6 +389,8 @@ def redeem(session: so.Session, *, alliance_id: int, tenant_id: int, member_id: 
     now = now or utcnow()
     record = _claim(session, tenant_id, idempotency_key, fingerprint)
     redeemed = _account(session, alliance_id=alliance_id, kind="redeemed", tenant_id=tenant_id)
+    # Judged at its business time: a late-posted redemption may spend what was valid then, but
+    # never what an expiry run already removed.
     accounts = _prepare_spend(session, alliance_id, member_id, occurred_at or now, now)
     available = accounts["available"].balance
     if available < points:

@@ -41,6 +41,12 @@ def downgrade(engine: sa.Engine, revision: str = "base") -> None:
         command.downgrade(alembic_config(conn), revision)
 
 
+def scratch_name(engine: sa.Engine, suffix: str) -> str:
+    """A database name beside the test database's, so parallel runs never collide."""
+    base = os.path.basename(engine.url.database or "test").removesuffix(".db")
+    return f"{base}_{suffix}"
+
+
 def scratch_url(engine: sa.Engine, name: str, tmp_path) -> str:
     """Return the URL of a new, empty database beside ``engine``'s (PostgreSQL) or in ``tmp_path``."""
     if engine.dialect.name == "postgresql":

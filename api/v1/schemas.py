@@ -1,11 +1,17 @@
 """Request and response schemas of v1: strict, unknown fields rejected."""
 from __future__ import annotations
 
+import datetime as dt
+import re
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 MAX_POINTS = 1_000_000_000
+#: The earliest time a partner may say something happened (a typo guard, and far from datetime's limits).
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)  # historic imports (CDNOW: 1997) are fine
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DECIMAL = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,12})?$")
 PURPOSES = ("loyalty", "profile", "marketing")
 
 
@@ -35,7 +41,7 @@ class StrictBool(fields.Boolean):
 
 
 class Money(fields.Field):
-    """A decimal amount as a string ("4.35") or a JSON number, parsed as Decimal."""
+    """A decimal amount as a string ("4.35": ASCII digits and one point) or a JSON number, parsed as Decimal."""
 
     def __init__(self, *, allow_zero: bool = False, **kwargs):
         self.allow_zero = allow_zero
@@ -44,8 +50,11 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
             raise ValidationError('Must be a decimal string such as "4.35".')
+        if isinstance(value, str) and not _DECIMAL.match(value):
+            # Decimal() alone would take "4_35" (435), full-width digits, spaces and exponents.
+            raise ValidationError('Must be a decimal string such as "4.35".')
         try:
-            amount = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+            amount = Decimal(value)
         except InvalidOperation as exc:
             raise ValidationError('Must be a decimal string such as "4.35".') from exc
         if not amount.is_finite() or amount < 0 or (amount == 0 and not self.allow_zero):
@@ -61,12 +70,33 @@ class Money(fields.Field):
         return None if value is None else str(value)
 
 
-Text = fields.String
+class Text(fields.String):
+    """A string without NUL or other control characters (PostgreSQL text cannot hold NUL)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _CONTROL.search(text):
+            raise ValidationError("Must not contain control characters.")
+        return text
+
+
+class Instant(fields.AwareDateTime):
+    """An RFC 3339 time with offset, from 1970 on, that converts to UTC."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            utc = moment.astimezone(dt.timezone.utc)
+        except OverflowError as exc:
+            raise ValidationError("Out of range.") from exc
+        if utc < EARLIEST:
+            raise ValidationError(f"Must not be before {EARLIEST.date().isoformat()}.")
+        return moment
 
 
 def _aware():
-    return fields.AwareDateTime(format="iso", metadata={"description": "RFC 3339 with offset",
-                                                        "example": "2026-05-01T09:30:00+08:00"})
+    return Instant(format="iso", metadata={"description": "RFC 3339 with offset",
+                                           "example": "2026-05-01T09:30:00+08:00"})
 
 
 class ConsentCaptured(Schema):

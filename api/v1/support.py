@@ -51,9 +51,44 @@ class DecimalJSONParser(FlaskParser):
 
             return core.missing
         try:
-            return json.loads(data, parse_float=Decimal)
+            body = json.loads(data, parse_float=Decimal, object_pairs_hook=_unique_keys)
+        except RecursionError as exc:
+            raise ApiProblem(400, "malformed_json", "The body is not valid JSON: nested too deeply.") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiProblem(400, "malformed_json", f"The body is not valid JSON: {exc}") from exc
+        _check_plain(body)
+        return body
+
+
+#: Deeper JSON than this is refused before any schema or hashing walks it.
+MAX_JSON_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """Build a JSON object, refusing a key given twice (which copy would count is ambiguous)."""
+    obj: dict = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _check_plain(body: object) -> None:
+    """Refuse bodies nested deeper than MAX_JSON_DEPTH or holding lone surrogates (not Unicode text)."""
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ApiProblem(400, "malformed_json", f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
+        if isinstance(value, dict):
+            stack.extend((k, depth) for k in value)
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            raise ApiProblem(400, "malformed_json", "The body is not valid JSON: it holds a lone surrogate.")
 
 
 class Blueprint(flask_smorest.Blueprint):

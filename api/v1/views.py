@@ -119,6 +119,9 @@ def _points_for(amount: dict) -> tuple[int, dict]:
         raise ApiProblem(422, "amount_earns_no_points",
                          "This amount earns no points under the tenant's earn rule; record it as a visit.",
                          errors={"amount": ["This amount earns no points under the tenant's earn rule."]})
+    if points > s.MAX_POINTS:
+        raise ApiProblem(422, "validation_error", "The request did not validate; see errors.",
+                         errors={"amount": [f"This amount earns more than {s.MAX_POINTS} points at once."]})
     return points, info
 
 
@@ -426,7 +429,10 @@ def list_transactions(args):
         posted_raw, id_raw = decode_cursor(args["cursor"], 2)
         try:
             posted, last_id = dt.datetime.fromisoformat(posted_raw), uuid.UUID(id_raw)
-        except ValueError as exc:
+            if posted.tzinfo is None:
+                raise ValueError("naive")
+            posted = posted.astimezone(dt.timezone.utc)
+        except (ValueError, OverflowError) as exc:
             raise ApiProblem(422, "validation_error", "The cursor is not valid.",
                              errors={"cursor": ["not a cursor returned by this API"]}) from exc
         stmt = stmt.where(sa.or_(Transaction.posted_at < posted,

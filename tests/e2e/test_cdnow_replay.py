@@ -26,7 +26,7 @@ CUSTOMERS = 300
 @pytest.fixture
 def live(engine, tmp_path):
     """A server on its own, freshly migrated database, serving from a thread."""
-    name = f"{engine.url.database.rsplit('/', 1)[-1].removesuffix('.db')}_replay"
+    name = dbsetup.scratch_name(engine, "replay")
     url = dbsetup.scratch_url(engine, name, tmp_path)
     scratch = make_engine(url)
     dbsetup.upgrade(scratch)

@@ -75,3 +75,21 @@ def test_request_log_is_one_json_line(client, caplog):
 
     line = JsonFormatter().format(records[-1])
     assert json.loads(line)["status"] == 200
+
+
+def _chunked(client, path, body: bytes, **headers):
+    import io
+
+    return client.post(path, input_stream=io.BytesIO(body), content_type="application/json", headers=headers,
+                       environ_overrides={"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})
+
+
+def test_an_oversized_chunked_body_is_413_not_silently_cut(client):
+    resp = _chunked(client, "/api/v1/members", b'{"phone": "13800138000"' + b" " * (70 * 1024) + b"}")
+    assert resp.status_code == 413
+    assert resp.mimetype == "application/problem+json" and resp.get_json()["code"] == "payload_too_large"
+
+
+def test_a_small_chunked_body_is_read_whole(partner):
+    resp = _chunked(partner.client, "/api/v1/members", b'{"phone": "13800138000"}', **partner.headers())
+    assert resp.status_code == 201, resp.get_json()

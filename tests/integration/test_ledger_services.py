@@ -421,3 +421,25 @@ def test_verify_reports_a_tampered_cached_balance_and_lot(w):
     faults = verify(w.session)
     assert any("cached 99 != entries 100" in f for f in faults)
     assert any("remaining 90 != 100 - consumed 0" in f for f in faults)
+
+
+def test_a_late_posted_redemption_spends_what_was_valid_at_its_business_time(w):
+    earn(w, 100, expiry_months=1)
+    later = T0 + 60 * DAY
+    services.redeem(w.session, alliance_id=w.alliance.id, tenant_id=w.t2.id, member_id=w.m.id, points=50,
+                    occurred_at=T0 + DAY, now=later)
+    assert bal(w).available == 50
+    assert services.expire_due(w.session, alliance_id=w.alliance.id, as_of=later, now=later)["points"] == 50
+    assert bal(w).available == 0
+    assert verify(w.session) == []
+
+
+def test_a_late_posted_redemption_cannot_spend_points_an_expiry_run_removed(w):
+    earn(w, 100, expiry_months=1)
+    later = T0 + 60 * DAY
+    services.expire_due(w.session, alliance_id=w.alliance.id, as_of=later, now=later)
+    with pytest.raises(InsufficientPoints) as refused:
+        services.redeem(w.session, alliance_id=w.alliance.id, tenant_id=w.t2.id, member_id=w.m.id, points=50,
+                        occurred_at=T0 + DAY, now=later)
+    assert (refused.value.available, refused.value.requested) == (0, 50)
+    assert verify(w.session) == []

@@ -10,7 +10,7 @@ from tests import dbsetup
 
 
 def _scratch_engine(engine, tmp_path):
-    return sa.create_engine(dbsetup.scratch_url(engine, "alliance_migr_scratch", tmp_path))
+    return sa.create_engine(dbsetup.scratch_url(engine, dbsetup.scratch_name(engine, "migr_scratch"), tmp_path))
 
 
 def _tables(engine) -> set[str]:

@@ -1,0 +1,50 @@
+"""Rate limits count per OAuth2 client, answer 429 problem+json with Retry-After."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy.orm as so
+
+from tenants.services import create_client
+from tests.builders import create_alliance, create_tenant
+from tests.e2e.conftest import take_token
+
+
+@pytest.fixture
+def limited_client(engine, connection):
+    from api import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+                      "RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "3 per minute",
+                      "RATELIMIT_STORAGE_URI": "memory://", "SECRET_KEY": "test-secret"})
+    database = app.extensions["database"]
+    database.dispose()
+    database.engine = engine
+    database.session = so.scoped_session(so.sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False))
+    yield app.test_client()
+    database.session.remove()
+
+
+def _token(client, session, tenant) -> str:
+    issued = create_client(session, tenant=tenant, scopes="transactions:read")
+    session.commit()
+    resp = take_token(client, issued.client.client_id, issued.secret)
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["access_token"]
+
+
+def test_one_client_over_its_limit_gets_429_while_another_client_on_the_same_address_goes_on(
+        limited_client, session):
+    tenant = create_tenant(session, alliance=create_alliance(session))
+    first, second = _token(limited_client, session, tenant), _token(limited_client, session, tenant)
+
+    def call(token):
+        return limited_client.get("/api/v1/transactions", headers={"Authorization": f"Bearer {token}"})
+
+    assert [call(first).status_code for _ in range(3)] == [200, 200, 200]
+    over = call(first)
+    assert over.status_code == 429
+    assert over.mimetype == "application/problem+json" and over.get_json()["code"] == "rate_limited"
+    assert 1 <= int(over.headers["Retry-After"]) <= 60
+    assert call(second).status_code == 200
+
