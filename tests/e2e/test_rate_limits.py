@@ -48,3 +48,45 @@ def test_one_client_over_its_limit_gets_429_while_another_client_on_the_same_add
     assert 1 <= int(over.headers["Retry-After"]) <= 60
     assert call(second).status_code == 200
 
+
+
+def _app_on(engine, connection, storage: dict):
+    from api import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+                      "RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "3 per minute", "SECRET_KEY": "test-secret",
+                      **storage})
+    database = app.extensions["database"]
+    database.dispose()
+    database.engine = engine
+    database.session = so.scoped_session(so.sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False))
+    return app
+
+
+def test_with_redis_two_web_processes_share_one_clients_limit(engine, connection, session):
+    import os
+    import uuid
+
+    from api.config import from_environment
+
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("needs Redis (set TEST_REDIS_URL, as .ci/run does)")
+    storage = from_environment({"REDIS_URL": redis_url})
+    assert storage["RATELIMIT_STORAGE_URI"] == redis_url
+    storage["RATELIMIT_KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    first, second = _app_on(engine, connection, storage), _app_on(engine, connection, storage)
+    try:
+        a, b = first.test_client(), second.test_client()
+        tenant = create_tenant(session, alliance=create_alliance(session))
+        token = _token(a, session, tenant)
+
+        def call(client):
+            return client.get("/api/v1/transactions", headers={"Authorization": f"Bearer {token}"}).status_code
+
+        assert [call(a), call(b), call(a)] == [200, 200, 200]
+        assert (call(b), call(a)) == (429, 429)
+    finally:
+        for app in (first, second):
+            app.extensions["database"].session.remove()
