@@ -20,6 +20,7 @@ import sqlalchemy.orm as so
 from bench.stats import summary
 
 EARN, REDEEM, HOLD = 0.70, 0.90, 1.00  # cumulative shares of the mix
+WARMUP_OPS = 60
 
 
 def _fingerprint(*parts) -> str:
@@ -123,7 +124,7 @@ class _Worker:
 
 
 def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup: float, seed: int,
-                 barrier, queue, seed_points: int) -> None:
+                 barrier, queue) -> None:
     from bench.seed import Plan
 
     out = {"ops": 0, "declined": 0, "errors": 0, "error": None, "latencies": [], "kinds": {}}
@@ -131,15 +132,12 @@ def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup:
     try:
         plan = Plan.load(plan_path)
         worker = _Worker(index, plan, mode, seed)
-        if mode == "seed":
-            for member in plan.member_ids[index::barrier.parties - 1]:
-                worker.earn(worker.rng.choice(plan.tenant_ids), member, seed_points)
-            barrier.wait()
-            queue.put(out)
-            return
-        warm_until = time.perf_counter() + warmup
-        while time.perf_counter() < warm_until:
+        # Warm each process (compiled statements, prepared statements, caches) by count and by time:
+        # sixteen processes on two cores get little CPU each in a time-only warm-up.
+        warm_until, warm_ops = time.perf_counter() + warmup, 0
+        while warm_ops < WARMUP_OPS or time.perf_counter() < warm_until:
             worker.one(lambda *a: None)
+            warm_ops += 1
         barrier.wait()
         deadline = time.perf_counter() + duration
         latencies, kinds = out["latencies"], out["kinds"]
@@ -168,16 +166,15 @@ def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup:
 
 
 def run(plan_path: str, *, workers: int, mode: str, duration: float, warmup: float = 1.0, seed: int = 1,
-        seed_points: int = 1000, timeout: float = 300.0) -> dict:
-    """Run ``workers`` processes of ``mode`` (spread, hot or seed) for ``duration`` seconds; return a summary."""
+        timeout: float = 300.0) -> dict:
+    """Run ``workers`` processes of ``mode`` (spread or hot) for ``duration`` seconds; return a summary."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers + 1)
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(i, plan_path, mode, duration, warmup, seed, barrier, queue,
-                                                   seed_points), daemon=True) for i in range(workers)]
+    procs = [ctx.Process(target=_worker_main, args=(i, plan_path, mode, duration, warmup, seed, barrier, queue),
+                         daemon=True) for i in range(workers)]
     for proc in procs:
         proc.start()
-    started = time.perf_counter()
     results = []
     try:
         try:
@@ -197,9 +194,6 @@ def run(plan_path: str, *, workers: int, mode: str, duration: float, warmup: flo
     errors = [r["error"] for r in results if r["error"]]
     if errors:
         raise RuntimeError(f"ledger workers failed ({len(errors)}):\n{errors[0]}")
-    if mode == "seed":
-        elapsed = time.perf_counter() - started
-        return {"mode": mode, "workers": workers, "members": None, "seconds": elapsed}
     latencies = [ms for r in results for ms in r["latencies"]]
     kinds: dict[str, int] = {}
     for r in results:

@@ -18,8 +18,9 @@ import sys
 import time
 
 from bench import api_load, ceiling, ledger_load, report
-from bench.seed import migrate, seed
+from bench.seed import migrate, opening_balances, seed
 
+OPENING_POINTS = 1000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_SETTINGS = ("server_version", "shared_buffers", "max_connections", "synchronous_commit", "fsync",
                "full_page_writes", "wal_level", "wal_buffers", "max_wal_size", "checkpoint_timeout", "work_mem",
@@ -204,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = seed(database_url, members=args.members)
     plan_path = os.path.join(args.results_dir, "plan.json")
     plan.dump(plan_path)
-    seeded = ledger_load.run(plan_path, workers=min(4, max(workers)), mode="seed", duration=0)
-    log(f"  every member earned 1000 points through the ledger in {seeded['seconds']:.1f}s")
+    opened = opening_balances(database_url, plan, points=OPENING_POINTS)
+    log(f"  {opened} opening earns of {OPENING_POINTS} points written")
 
     if "ledger" not in skip:
         for mode in ("spread", "hot"):

@@ -4,11 +4,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import uuid
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from alliance.models import ConsentEvent, Member, MemberLink
+from ledger import rules
+from ledger.models import Account, Entry, Lot, Transaction
 from tenants.db import utcnow
 from tenants.isolation import platform_scope
 
@@ -108,3 +111,53 @@ def seed(database_url: str, *, members: int, expiry_months: int | None = 12) -> 
                         pairwise=pairwise, clients=clients)
     finally:
         engine.dispose()
+
+
+def opening_balances(database_url: str, plan: Plan, *, points: int) -> int:
+    """Give every member an opening earn of ``points``, written in bulk exactly as ``ledger.earn`` writes one.
+
+    The accounts, the earn transaction with its two entries, and the lot are the rows an earn at a
+    round-robin tenant makes (without an idempotency key); ``flask ledger verify`` checks them with
+    everything else after the run.
+    """
+    from api.extensions import make_engine
+
+    engine = make_engine(database_url)
+    now = utcnow()
+    expires_at = rules.lot_expiry(now, plan.expiry_months, plan.timezone)
+    tenants = plan.tenant_ids
+    try:
+        with so.Session(engine) as session, platform_scope(session):
+            session.execute(sa.insert(Account), [
+                {"alliance_id": plan.alliance_id, "kind": "issued", "tenant_id": t, "owner_key": f"t:{t}",
+                 "balance": 0, "version": 1} for t in tenants])
+            session.execute(sa.insert(Account), [
+                {"alliance_id": plan.alliance_id, "kind": kind, "member_id": m, "owner_key": f"m:{m}",
+                 "balance": points if kind == "available" else 0, "version": 1}
+                for m in plan.member_ids for kind in ("available", "held", "shortfall")])
+            ids = {(kind, owner): id_ for id_, kind, owner in session.execute(
+                sa.select(Account.id, Account.kind, Account.owner_key)
+                .where(Account.alliance_id == plan.alliance_id, Account.kind.in_(("issued", "available"))))}
+            txs, entries, lots = [], [], []
+            for i, member in enumerate(plan.member_ids):
+                tenant = tenants[i % len(tenants)]
+                tx_id = uuid.uuid4()
+                txs.append({"id": tx_id, "alliance_id": plan.alliance_id, "tenant_id": tenant, "member_id": member,
+                            "kind": "earn", "points": points, "member_delta": points, "reference": "opening",
+                            "occurred_at": now, "posted_at": now, "description": "opening balance"})
+                entries += [{"transaction_id": tx_id, "account_id": ids[("issued", f"t:{tenant}")], "amount": -points},
+                            {"transaction_id": tx_id, "account_id": ids[("available", f"m:{member}")],
+                             "amount": points}]
+                lots.append({"alliance_id": plan.alliance_id, "member_id": member, "issuer_tenant_id": tenant,
+                             "earn_transaction_id": tx_id, "points": points, "remaining": points,
+                             "expires_at": expires_at, "created_at": now})
+            session.execute(sa.insert(Transaction), txs)
+            session.execute(sa.insert(Entry), entries)
+            session.execute(sa.insert(Lot), lots)
+            session.commit()
+            if engine.dialect.name == "postgresql":
+                session.connection().exec_driver_sql("ANALYZE")
+                session.commit()
+    finally:
+        engine.dispose()
+    return len(txs)
