@@ -123,8 +123,8 @@ class _Worker:
             record("declined", started, False)
 
 
-def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup: float, seed: int,
-                 barrier, queue) -> None:
+def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup: float, warmup_ops: int,
+                 seed: int, barrier, queue) -> None:
     from bench.seed import Plan
 
     out = {"ops": 0, "declined": 0, "errors": 0, "error": None, "latencies": [], "kinds": {}}
@@ -135,7 +135,7 @@ def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup:
         # Warm each process (compiled statements, prepared statements, caches) by count and by time:
         # sixteen processes on two cores get little CPU each in a time-only warm-up.
         warm_until, warm_ops = time.perf_counter() + warmup, 0
-        while warm_ops < WARMUP_OPS or time.perf_counter() < warm_until:
+        while warm_ops < warmup_ops or time.perf_counter() < warm_until:
             worker.one(lambda *a: None)
             warm_ops += 1
         barrier.wait()
@@ -165,13 +165,13 @@ def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup:
     queue.put(out)
 
 
-def run(plan_path: str, *, workers: int, mode: str, duration: float, warmup: float = 1.0, seed: int = 1,
-        timeout: float = 300.0) -> dict:
+def run(plan_path: str, *, workers: int, mode: str, duration: float, warmup: float = 1.0,
+        warmup_ops: int = WARMUP_OPS, seed: int = 1, timeout: float = 300.0) -> dict:
     """Run ``workers`` processes of ``mode`` (spread or hot) for ``duration`` seconds; return a summary."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers + 1)
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(i, plan_path, mode, duration, warmup, seed, barrier, queue),
+    procs = [ctx.Process(target=_worker_main, args=(i, plan_path, mode, duration, warmup, warmup_ops, seed, barrier, queue),
                          daemon=True) for i in range(workers)]
     for proc in procs:
         proc.start()

@@ -6,18 +6,29 @@ import os
 START = "<!-- bench:results:start (written by `make bench`; edit outside these markers) -->"
 END = "<!-- bench:results:end -->"
 
-#: (row key, label, concurrency label, ceiling key or None)
-ROWS = [
-    ("pgbench_4", "PostgreSQL ceiling: pgbench TPC-B-like", "4 clients", None),
-    ("pgbench_16", "PostgreSQL ceiling: pgbench TPC-B-like", "16 clients", None),
-    ("ledger_spread_4", "Ledger mix, three tenants (service layer)", "4 workers", "pgbench_4"),
-    ("ledger_spread_16", "Ledger mix, three tenants (service layer)", "16 workers", "pgbench_16"),
-    ("ledger_hot_4", "Ledger mix, every earn at one tenant", "4 workers", "ledger_spread_4"),
-    ("ledger_hot_16", "Ledger mix, every earn at one tenant", "16 workers", "ledger_spread_16"),
-    ("api_trivial", "Framework ceiling: GET /healthz under gunicorn", "16 connections", None),
-    ("api_earn", "API: OAuth + idempotent earn under gunicorn", "16 connections", "pgbench_16"),
-    ("api_earn_vs_trivial", "API: OAuth + idempotent earn under gunicorn", "16 connections", "api_trivial"),
-]
+
+
+def _rows(results: dict) -> list[tuple[str, str, str, str | None]]:
+    """(row key, label, concurrency, ceiling key or None) for what was measured, ceilings first."""
+    def counts(prefix):
+        return sorted(int(k.rsplit("_", 1)[1]) for k in results if k.startswith(prefix))
+
+    rows = [(f"pgbench_{n}", "PostgreSQL ceiling: pgbench TPC-B-like", f"{n} clients", None)
+            for n in counts("pgbench_")]
+    rows += [(f"ledger_spread_{n}", "Ledger mix, three tenants (service layer)", f"{n} workers", f"pgbench_{n}")
+             for n in counts("ledger_spread_")]
+    rows += [(f"ledger_hot_{n}", "Ledger mix, every earn at one tenant", f"{n} workers", f"ledger_spread_{n}")
+             for n in counts("ledger_hot_")]
+    api = results.get("api_earn") or results.get("api_trivial")
+    if api:
+        conns = api["connections"]
+        rows += [("api_trivial", "Framework ceiling: GET /healthz under gunicorn", f"{conns} connections", None),
+                 ("api_earn", "API: OAuth + idempotent earn under gunicorn", f"{conns} connections",
+                  f"pgbench_{conns}"),
+                 ("api_earn_vs_trivial", "API: OAuth + idempotent earn under gunicorn", f"{conns} connections",
+                  "api_trivial")]
+    return rows
+
 
 GOALS = [
     ("ledger_spread_4", "pgbench_4", 0.9, "Ledger at 4 workers >= 0.9 x TPC-B-like (4 clients)"),
@@ -28,8 +39,11 @@ GOALS = [
     ("api_earn", "api_trivial", 0.4, "API earn >= 0.4 x the trivial endpoint"),
 ]
 
-_NAMES = {"pgbench_4": "TPC-B 4", "pgbench_16": "TPC-B 16", "ledger_spread_4": "spread 4",
-          "ledger_spread_16": "spread 16", "api_trivial": "trivial"}
+def _name(key: str) -> str:
+    if key == "api_trivial":
+        return "trivial"
+    kind, n = key.rsplit("_", 1)
+    return {"pgbench": "TPC-B", "ledger_spread": "spread"}[kind] + f" {n}"
 
 
 def _get(results: dict, key: str) -> dict | None:
@@ -47,15 +61,17 @@ def _ratio(a, b) -> str:
 def table(results: dict) -> str:
     lines = ["| benchmark | concurrency | throughput /s | p50 ms | p99 ms | ceiling | x throughput | x p50 | x p99 |",
              "|---|---|--:|--:|--:|---|--:|--:|--:|"]
-    for key, label, conc, ceiling_key in ROWS:
+    for key, label, conc, ceiling_key in _rows(results):
         row = _get(results, key)
         if row is None:
             continue
         ceiling = results.get(ceiling_key) if ceiling_key else None
         cells = [label, conc, _num(row["throughput"]), _num(row["p50_ms"], 2), _num(row["p99_ms"], 2)]
         if ceiling:
-            cells += [_NAMES[ceiling_key], _ratio(row["throughput"], ceiling["throughput"]),
+            cells += [_name(ceiling_key), _ratio(row["throughput"], ceiling["throughput"]),
                       _ratio(row["p50_ms"], ceiling["p50_ms"]), _ratio(row["p99_ms"], ceiling["p99_ms"])]
+        elif ceiling_key:
+            cells += [f"{_name(ceiling_key)} (not measured)", "–", "–", "–"]
         else:
             cells += ["(ceiling)", "1.00", "1.00", "1.00"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -106,7 +122,11 @@ Machine and server:
 
 def write_docs(path: str, block: str, template: str) -> None:
     """Replace the results block in ``path`` (creating the file from ``template`` when missing)."""
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else template
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    else:
+        text = template
     if START in text and END in text:
         head, rest = text.split(START, 1)
         _, tail = rest.split(END, 1)

@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15, help="length of each measured pass")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each ledger/API pass")
     parser.add_argument("--passes", type=int, default=3, help="pgbench passes per client count")
+    parser.add_argument("--scale", type=int, default=ceiling.SCALE, help="pgbench scale factor")
+    parser.add_argument("--warmup-ops", type=int, default=ledger_load.WARMUP_OPS,
+                        help="unmeasured operations per ledger worker before each pass")
     parser.add_argument("--workers", default="4,16", help="ledger worker counts")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: ceiling, ledger, api")
@@ -187,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     if "ceiling" not in skip:
         if ceiling.pgbench_path() is None:
             raise SystemExit("pgbench not found (PostgreSQL client tools); run with --skip ceiling")
-        log(f"== ceiling: pgbench -i -s {ceiling.SCALE}, then TPC-B-like passes of {args.seconds:g}s")
+        log(f"== ceiling: pgbench -i -s {args.scale}, then TPC-B-like passes of {args.seconds:g}s")
         recreate_database(args.ceiling_database, **pg)
-        ceiling.initialise(args.ceiling_database, **pg)
+        ceiling.initialise(args.ceiling_database, scale=args.scale, **pg)
+        facts["pgbench"] = (f"scale {args.scale}, built-in tpcb-like script, simple protocol, -j {os.cpu_count()}; "
+                            f"one {int(args.seconds)}s warm-up pass thrown away, median of {args.passes}")
         measured = ceiling.measure(args.ceiling_database, clients=sorted(set(workers) | {args.connections}),
                                    passes=args.passes, seconds=int(args.seconds),
                                    warmup_seconds=int(args.seconds), log=log, **pg)
@@ -212,14 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("spread", "hot"):
             for n in workers:
                 row = ledger_load.run(plan_path, workers=n, mode=mode, duration=args.seconds,
-                                      warmup=args.warmup, seed=n)
+                                      warmup=args.warmup, warmup_ops=args.warmup_ops, seed=n)
                 results[f"ledger_{mode}_{n}"] = row
                 log(f"== ledger {mode}, {n} workers: {row['throughput']:.0f} postings/s, p50 {row['p50_ms']:.2f} ms, "
                     f"p99 {row['p99_ms']:.2f} ms, declined {row['declined']}, mix {row['kinds']}")
 
     if "api" not in skip:
         redis_url = _redis_url(args.redis_url)
-        if not redis_url:
+        if args.redis_url and not redis_url:
             notes.append("Redis did not answer: the rate limiter kept its counters in process memory.")
         facts["rate limits"] = f"Flask-Limiter in {'Redis' if redis_url else 'process memory'}, limit lifted"
         server_log = os.path.join(args.results_dir, "gunicorn.log")
