@@ -334,12 +334,14 @@ def resolve_member(
     if not isinstance(pairwise_id, str) or not PAIRWISE_ID.match(pairwise_id):
         raise MemberNotFound()
     with tenant_scope(session, tenant.id):
-        link = session.scalar(
-            sa.select(MemberLink).where(MemberLink.pairwise_id == pairwise_id, MemberLink.tenant_id == tenant.id)
+        linked = session.scalar(
+            sa.select(Member)
+            .join(MemberLink, MemberLink.member_id == Member.id)
+            .where(MemberLink.pairwise_id == pairwise_id, MemberLink.tenant_id == tenant.id)
         )
-    if link is None:
+    if linked is None:
         raise MemberNotFound()
-    member = _survivor(session, session.get_one(Member, link.member_id))
+    member = _survivor(session, linked)
     if purpose is not None and not has_consent(session, member_id=member.id, tenant_id=tenant.id, purpose=purpose):
         raise ConsentRequired(purpose=purpose)
     return member

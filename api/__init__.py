@@ -29,7 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     from flask_smorest import Api
 
-    from api.extensions import Database, limiter, migrate
+    from api.extensions import Database, make_limiter, migrate
     from api.logging import configure_logging
 
     configure_logging(app)
@@ -37,7 +37,9 @@ def register_extensions(app: Flask) -> None:
     database.init_app(app)
     migrate.init_app(app, database, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter = make_limiter()
     limiter.init_app(app)
+    app.extensions["rate_limiter"] = limiter
     app.extensions["smorest_api"] = Api(app, spec_kwargs={"info": {"description": _API_DESCRIPTION}})
 
 

@@ -104,9 +104,9 @@ def _retry_after() -> int:
     """Seconds until the exceeded limit resets (Flask-Limiter keeps the later of this and its own)."""
     import time
 
-    from api.extensions import limiter
+    from api.extensions import app_limiter
 
-    current = limiter.current_limit
+    current = app_limiter().current_limit
     if current is None:
         return 60
     return max(1, int(current.reset_at - time.time()))

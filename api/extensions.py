@@ -92,4 +92,12 @@ def _alembic_url(config):
     url = current_app.extensions["database"].engine.url.render_as_string(hide_password=False)
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
-limiter = Limiter(key_func=_rate_key)
+def make_limiter() -> Limiter:
+    """A limiter for one app: Flask-Limiter keeps its defaults on the instance, so apps never share one."""
+    return Limiter(key_func=_rate_key)
+
+
+def app_limiter() -> Limiter:
+    from flask import current_app
+
+    return current_app.extensions["rate_limiter"]

@@ -167,9 +167,7 @@ def init_app(app: Flask) -> None:
     server.register_endpoint(Introspection)
     app.extensions["oauth_server"] = server
     app.register_blueprint(bp)
-    from api.extensions import limiter
-
-    limiter.limit("120 per minute")(bp)
+    app.extensions["rate_limiter"].limit("120 per minute")(bp)
 
 
 def _server() -> AuthorizationServer:

@@ -36,7 +36,7 @@ from ledger.errors import (
     ReversalExceedsOriginal,
     TransactionNotFound,
 )
-from ledger.models import Account, Entry, Hold, IdempotencyKey, Lot, LotConsumption, Transaction
+from ledger.models import MEMBER_KINDS, Account, Entry, Hold, IdempotencyKey, Lot, LotConsumption, Transaction
 from tenants.db import utcnow
 from tenants.isolation import platform_scope
 
@@ -72,7 +72,7 @@ def _aware(value: dt.datetime | None, name: str) -> dt.datetime | None:
     return value
 
 
-def _insert(session: so.Session, table: sa.Table):
+def _insert(session: so.Session, table):
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
@@ -91,17 +91,17 @@ def claim_idempotency_key(session: so.Session, *, tenant_id: int, key: str,
         raise LedgerValidationError("idempotency key must be 1-255 characters")
     fingerprint = fingerprint or ""
     session.flush()
-    table = IdempotencyKey.__table__
-    stmt = (_insert(session, table)
+    # One round trip for a new key: the INSERT returns the row as an entity; only a conflict reads it.
+    stmt = (_insert(session, IdempotencyKey)
             .values(tenant_id=tenant_id, key=key, fingerprint=fingerprint, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-            .returning(table.c.id))
-    new_id = session.execute(stmt).scalar_one_or_none()
+            .returning(IdempotencyKey))
+    created = session.scalars(stmt, execution_options={"populate_existing": True}).one_or_none()
+    if created is not None:
+        return created
     record = session.execute(
         sa.select(IdempotencyKey).where(IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.key == key)
         .execution_options(populate_existing=True, **PLATFORM)).scalar_one()
-    if new_id is not None:
-        return record
     if record.fingerprint != fingerprint:
         raise IdempotencyKeyReused()
     result = None
@@ -148,9 +148,18 @@ def _account(session: so.Session, *, alliance_id: int, kind: str, member_id: int
     return account
 
 
+def _member_account_query(alliance_id: int, member_id: int):
+    return (sa.select(Account).where(Account.alliance_id == alliance_id, Account.owner_key == f"m:{member_id}",
+                                     Account.kind.in_(MEMBER_KINDS)).order_by(Account.id))
+
+
 def _member_accounts(session: so.Session, alliance_id: int, member_id: int) -> dict[str, Account]:
-    return {kind: _account(session, alliance_id=alliance_id, kind=kind, member_id=member_id)
-            for kind in ("available", "held", "shortfall")}
+    """Get the member's three accounts in one query, creating any that are missing."""
+    found = {a.kind: a for a in session.execute(_member_account_query(alliance_id, member_id)).scalars()}
+    for kind in MEMBER_KINDS:
+        if kind not in found:
+            found[kind] = _account(session, alliance_id=alliance_id, kind=kind, member_id=member_id)
+    return {kind: found[kind] for kind in MEMBER_KINDS}
 
 
 def _lock(session: so.Session, *accounts_by_member: dict[str, Account]) -> None:
@@ -162,6 +171,18 @@ def _lock(session: so.Session, *accounts_by_member: dict[str, Account]) -> None:
 
 
 def _locked_member(session: so.Session, alliance_id: int, member_id: int) -> dict[str, Account]:
+    """Lock the member's accounts (in id order) and return them fresh.
+
+    A member's three accounts are created together, so they all exist or none do: one
+    ``SELECT ... FOR UPDATE`` finds and locks them. For a new member nothing was locked, and the
+    accounts are created first and locked after, as everywhere else.
+    """
+    session.flush()
+    locked = {a.kind: a for a in session.execute(
+        _member_account_query(alliance_id, member_id).with_for_update()
+        .execution_options(populate_existing=True)).scalars()}
+    if len(locked) == len(MEMBER_KINDS):
+        return {kind: locked[kind] for kind in MEMBER_KINDS}
     accounts = _member_accounts(session, alliance_id, member_id)
     _lock(session, accounts)
     return accounts

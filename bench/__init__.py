@@ -1,0 +1,1 @@
+"""Benchmarks: the ledger and the partner API measured against PostgreSQL's own ceiling (docs/benchmarks.md)."""
