@@ -206,11 +206,6 @@ def previous_partners(purchases: Iterable[Purchase]) -> dict[str, Partner | None
     return out
 
 
-def usable_points(available: int, expiring: Iterable[tuple[dt.datetime, int]], at: dt.datetime) -> int:
-    """Available points less those whose expiry is already past at ``at`` (not yet swept)."""
-    return available - sum(points for expires_at, points in expiring if expires_at < at)
-
-
 # ---------------------------------------------------------------- the independent model
 
 @dataclasses.dataclass

@@ -161,8 +161,7 @@ class ServiceAdapter:
         return result.pairwise_id
 
     def usable(self, partner, member_id, at):
-        bal = ledger.balance(self.session, member_id=self.member_ids[member_id])
-        return cdnow.usable_points(bal.available, bal.expiring, at)
+        return ledger.balance(self.session, member_id=self.member_ids[member_id], as_of=at).available
 
     def redeem(self, partner, member_id, p):
         tenant = self.tenants[partner.code]

@@ -124,6 +124,8 @@ def _expire_in_db(alliance_code: str):
 
 
 def _api_balances(partners, member_ids: dict[str, str], purchases, connections: int) -> dict[str, int]:
+    """Each member's points through the API as of the end of the last month (after its expiry run)."""
+    as_of = cdnow.end_of_day(cdnow.months(purchases)[-1])
     firsts = scenario.first_visits(purchases)
     first_partner = {}
     for (customer, _), p in firsts.items():
@@ -131,7 +133,8 @@ def _api_balances(partners, member_ids: dict[str, str], purchases, connections: 
             first_partner[customer] = p
 
     def one(customer):
-        return customer, partners.balance(first_partner[customer].partner, member_ids[customer])["balance"]
+        bal = partners.balance(first_partner[customer].partner, member_ids[customer], as_of)
+        return customer, bal["balance"]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=connections) as pool:
         return dict(pool.map(one, sorted(member_ids)))

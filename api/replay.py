@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 import httpx
 
@@ -101,13 +102,12 @@ class HttpPartners:
         r = self.call(partner, "POST", "/members", body, key=f"enrol-{p.customer}-{partner.code}")
         return self._expect(r, f"enrol {p.customer} at {partner.code}")["id"]
 
-    def balance(self, partner, member_id) -> dict:
-        return self._expect(self.call(partner, "GET", f"/members/{member_id}/balance"), f"balance {member_id}")
+    def balance(self, partner, member_id, as_of: dt.datetime) -> dict:
+        path = f"/members/{member_id}/balance?{urlencode({'as_of': as_of.isoformat()})}"
+        return self._expect(self.call(partner, "GET", path), f"balance {member_id}")
 
     def usable(self, partner, member_id, at):
-        bal = self.balance(partner, member_id)
-        expiring = [(dt.datetime.fromisoformat(e["expires_at"]), e["points"]) for e in bal["expiring"]]
-        return cdnow.usable_points(bal["available"], expiring, at)
+        return self.balance(partner, member_id, at)["available"]
 
     def redeem(self, partner, member_id, p):
         body = {"points": cdnow.REDEEM_POINTS, "reference": f"redeem-{p.key}", "occurred_at": p.occurred_at.isoformat(),

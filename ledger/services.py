@@ -56,6 +56,8 @@ class Balance:
     shortfall: int
     #: (expires_at, points) of lots with points remaining and an expiry date, soonest first.
     expiring: list[tuple[dt.datetime, int]]
+    #: Points past their expiry at the ``as_of`` asked for, not yet removed by an expiry run.
+    pending_expiry: int = 0
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -630,8 +632,14 @@ def merge_balances(session: so.Session, *, alliance_id: int, tenant_id: int | No
 
 # --- reads -----------------------------------------------------------------------------------
 
-def balance(session: so.Session, *, member_id: int) -> Balance:
-    """Return the member's balances and the points expiring by date."""
+def balance(session: so.Session, *, member_id: int, as_of: dt.datetime | None = None) -> Balance:
+    """Return the member's balances and the points expiring by date.
+
+    With ``as_of`` the balance is what a redemption at that business time could spend: points
+    whose lots expired by then but that no expiry run has removed yet are left out of
+    ``available`` and reported as ``pending_expiry``. Without it, the books as they stand.
+    """
+    _aware(as_of, "as_of")
     rows = dict(session.execute(sa.select(Account.kind, Account.balance)
                                 .where(Account.owner_key == f"m:{member_id}",
                                        Account.member_id == member_id)).all())
@@ -639,7 +647,11 @@ def balance(session: so.Session, *, member_id: int) -> Balance:
         sa.select(Lot.expires_at, sa.func.sum(Lot.remaining))
         .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at.is_not(None))
         .group_by(Lot.expires_at).order_by(Lot.expires_at)).all()
-    available, held = rows.get("available", 0), rows.get("held", 0)
+    expiring = [(expires_at, int(points)) for expires_at, points in expiring]
+    pending = 0
+    if as_of is not None:
+        pending = sum(points for expires_at, points in expiring if expires_at <= as_of)
+        expiring = [(expires_at, points) for expires_at, points in expiring if expires_at > as_of]
+    available, held = rows.get("available", 0) - pending, rows.get("held", 0)
     return Balance(member_id=member_id, balance=available + held, available=available, held=held,
-                   shortfall=rows.get("shortfall", 0),
-                   expiring=[(expires_at, int(points)) for expires_at, points in expiring])
+                   shortfall=rows.get("shortfall", 0), expiring=expiring, pending_expiry=pending)

@@ -238,13 +238,20 @@ class ExpiringOut(Schema):
     expires_at = fields.DateTime()
 
 
+class BalanceArgs(Schema):
+    as_of = _aware()
+
+
 class BalanceOut(Schema):
     member_id = Text()
+    as_of = fields.DateTime(metadata={"description": "the time the balance is for (now unless asked)"})
     balance = fields.Integer(metadata={"description": "available + held"})
-    held = fields.Integer()
-    available = fields.Integer()
+    held = fields.Integer(metadata={"description": "reserved by active holds"})
+    available = fields.Integer(metadata={"description": "what a redemption could spend at as_of"})
+    pending_expiry = fields.Integer(metadata={"description": "points past their date at as_of, "
+                                                             "removed by the next expiry run"})
     owed = fields.Integer(metadata={"description": "shortfall from refunded earns, repaid by later earns"})
-    expiring = fields.List(fields.Nested(ExpiringOut))
+    expiring = fields.List(fields.Nested(ExpiringOut), metadata={"description": "after as_of, soonest first"})
 
 
 class TransactionOut(Schema):

@@ -198,17 +198,24 @@ def record_consent(body, member_id):
 # ---------------------------------------------------------------- points
 
 @blp.route("/members/<string:member_id>/balance", methods=["GET"])
-@secured(blp, "points:read", errors=MEMBER_ERRORS)
+@secured(blp, "points:read", errors={**MEMBER_ERRORS, 422: "validation_error: as_of"})
+@blp.arguments(s.BalanceArgs, location="query")
 @blp.response(200, s.BalanceOut)
-def get_balance(member_id):
-    """Balance, held and available points, what is owed, and which points expire when."""
+def get_balance(args, member_id):
+    """Balance, held and available points, what is owed, and which points expire when.
+
+    `available` is what a redemption could spend now (or at `as_of`, for a late-posted one):
+    points already past their date are left out and shown as `pending_expiry` until the
+    expiry run removes them.
+    """
     session = db_session()
     member = _member(session, member_id)
-    bal = ledger.balance(session, member_id=member.id)
+    as_of = args.get("as_of") or utcnow()
+    bal = ledger.balance(session, member_id=member.id, as_of=as_of)
     session.commit()
     return json_response({
-        "member_id": member_id, "balance": bal.balance, "held": bal.held, "available": bal.available,
-        "owed": -bal.shortfall,
+        "member_id": member_id, "as_of": as_of.isoformat(), "balance": bal.balance, "held": bal.held,
+        "available": bal.available, "pending_expiry": bal.pending_expiry, "owed": -bal.shortfall,
         "expiring": [{"points": pts, "expires_at": at.isoformat()} for at, pts in bal.expiring],
     })
 

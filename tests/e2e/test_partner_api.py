@@ -311,3 +311,18 @@ def test_missing_or_bad_token_is_401(client, header):
 
 def test_all_scopes_are_known():
     assert "points:earn" in ALL_SCOPES.split()
+
+
+def test_the_balance_is_what_can_be_spent_now_or_at_a_given_time(partner):
+    mid = partner.enrol()
+    partner.post(f"{M}/{mid}/earnings", {"points": 30, "occurred_at": "2020-01-10T12:00:00+08:00"})
+    partner.post(f"{M}/{mid}/earnings", {"points": 5})
+    now = partner.get(f"{M}/{mid}/balance").get_json()
+    assert (now["available"], now["balance"], now["pending_expiry"]) == (5, 5, 30)
+    assert [e["points"] for e in now["expiring"]] == [5]
+    then = partner.get(f"{M}/{mid}/balance", query_string={"as_of": "2020-06-01T00:00:00+08:00"}).get_json()
+    assert (then["available"], then["pending_expiry"], then["as_of"]) == (35, 0, "2020-06-01T00:00:00+08:00")
+    refused = partner.post(f"{M}/{mid}/redemptions", {"points": 6})
+    assert refused.status_code == 409 and refused.get_json()["available"] == 5
+    bad = partner.get(f"{M}/{mid}/balance", query_string={"as_of": "yesterday"})
+    assert bad.status_code == 422 and "as_of" in bad.get_json()["errors"]

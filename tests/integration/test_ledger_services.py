@@ -443,3 +443,22 @@ def test_a_late_posted_redemption_cannot_spend_points_an_expiry_run_removed(w):
                         occurred_at=T0 + DAY, now=later)
     assert (refused.value.available, refused.value.requested) == (0, 50)
     assert verify(w.session) == []
+
+
+def test_a_balance_as_of_a_time_leaves_out_points_past_their_date_until_the_expiry_run(w):
+    earn(w, 100, expiry_months=1)
+    earn(w, 40, at=T0 + 20 * DAY, expiry_months=1)
+    first_expiry = bal(w).expiring[0][0]
+    after = first_expiry + dt.timedelta(seconds=1)
+    seen = services.balance(w.session, member_id=w.m.id, as_of=after)
+    assert (seen.available, seen.balance, seen.pending_expiry) == (40, 40, 100)
+    assert [pts for _, pts in seen.expiring] == [40]
+    assert bal(w).available == 140  # the books are untouched until expiry runs
+    with pytest.raises(InsufficientPoints):
+        services.redeem(w.session, alliance_id=w.alliance.id, tenant_id=w.t2.id, member_id=w.m.id, points=41,
+                        occurred_at=after, now=after)
+    services.redeem(w.session, alliance_id=w.alliance.id, tenant_id=w.t2.id, member_id=w.m.id, points=40,
+                    occurred_at=after, now=after)
+    assert services.balance(w.session, member_id=w.m.id, as_of=after).pending_expiry == 0
+    assert bal(w).available == 0
+    assert_clean(w)
