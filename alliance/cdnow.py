@@ -91,8 +91,12 @@ class Purchase:
         return dt.datetime.combine(self.day, dt.time(12, 0, self.seq % 60, 0), tzinfo=ZoneInfo(TIMEZONE))
 
 
-def load(path: str = SAMPLE_FILE, *, customers: int | None = None) -> list[Purchase]:
-    """Read a CDNOW master (4 columns) or sample (5 columns) file; ``customers`` keeps the first N."""
+def load(path: str = SAMPLE_FILE, *, customers: int | None = None, shift_years: int = 0) -> list[Purchase]:
+    """Read a CDNOW master (4 columns) or sample (5 columns) file; ``customers`` keeps the first N.
+
+    ``shift_years`` moves every date forward by whole years (the demo seed keeps its newest
+    points alive that way); the replay and the reconciliation use the file's own dates.
+    """
     out: list[Purchase] = []
     seen: list[str] = []
     per_day: dict[tuple[str, dt.date], int] = defaultdict(int)
@@ -111,12 +115,18 @@ def load(path: str = SAMPLE_FILE, *, customers: int | None = None) -> list[Purch
                 if customers is not None and len(seen) == customers:
                     break
                 seen.append(customer)
-            date = dt.date(int(day[:4]), int(day[4:6]), int(day[6:8]))
+            date = dt.date(int(day[:4]), int(day[4:6]), int(day[6:8])) + relativedelta(years=shift_years)
             seq = per_day[(customer, date)]
             per_day[(customer, date)] += 1
             out.append(Purchase(customer, date, int(cds), Decimal(value), seq,
                                 int(sample) if sample is not None else None))
     return out
+
+
+def demo_shift(today: dt.date, last_day: dt.date = dt.date(1998, 6, 30)) -> int:
+    """Whole years that move the file's last purchase day to the latest year before ``today``."""
+    years = today.year - last_day.year
+    return years if last_day + relativedelta(years=years) < today else years - 1
 
 
 def sample_ids(path: str = SAMPLE_FILE) -> dict[str, int]:

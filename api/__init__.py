@@ -13,7 +13,8 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 def create_app(config: dict | None = None) -> Flask:
     """Build the app: the Config class, then the environment, then ``config``."""
     app = Flask(__name__, instance_relative_config=True,
-                instance_path=os.environ.get("INSTANCE_PATH") or os.path.join(os.getcwd(), "instance"))
+                instance_path=(config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH")
+                or os.path.join(os.getcwd(), "instance"))
     app.config.from_object(Config)
     app.config.update(from_environment())
     app.config.update(config or {})
@@ -27,8 +28,6 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    from flask_smorest import Api
-
     from api.extensions import Database, make_limiter, migrate
     from api.logging import configure_logging
 
@@ -40,7 +39,9 @@ def register_extensions(app: Flask) -> None:
     limiter = make_limiter()
     limiter.init_app(app)
     app.extensions["rate_limiter"] = limiter
-    app.extensions["smorest_api"] = Api(app, spec_kwargs={"info": {"description": _API_DESCRIPTION}})
+    from api.v1.support import ProblemApi
+
+    app.extensions["smorest_api"] = ProblemApi(app, spec_kwargs={"info": {"description": _API_DESCRIPTION}})
 
 
 def register_blueprints(app: Flask) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import json
 import os
 import sys
@@ -53,7 +54,7 @@ def _banner(info: dict) -> str:
             " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')")
     lines = [
         f"Demo alliance {info['alliance']!r}: {info['members']} members, {info['purchases']} purchases "
-        f"replayed from data/cdnow/CDNOW_sample.txt.",
+        f"replayed from data/cdnow/CDNOW_sample.txt (dates moved {info.get('shift_years', 0)} years forward).",
         f"Browse the partner API: {base}/api/docs    health: {base}/readyz",
         f"Credentials of the demo partner {info['tenant']!r} are in {info['path']}. Try:",
         f"  {take}",
@@ -84,7 +85,9 @@ def register(app: Flask) -> None:
                 click.echo("The database holds data already: not seeding the demo alliance.")
             return
         started = time.monotonic()
-        purchases = cdnow.load(path)
+        # Moved forward by whole years, so that the newest points are still valid today.
+        shift = cdnow.demo_shift(dt.date.today())
+        purchases = cdnow.load(path, shift_years=shift)
         scenic = cdnow.PARTNERS[0].code
 
         def work(s):
@@ -98,7 +101,7 @@ def register(app: Flask) -> None:
             creds = run_unit(session, work)
         info = {"alliance": cdnow.DEMO.code, "tenant": scenic, "client_id": creds[scenic][0],
                 "client_secret": creds[scenic][1], "members": len({p.customer for p in purchases}),
-                "purchases": len(purchases), "member_id": _first_member_id(session, cdnow.DEMO.code, scenic),
+                "purchases": len(purchases), "shift_years": shift, "member_id": _first_member_id(session, cdnow.DEMO.code, scenic),
                 "path": cred_path, "partners": {code: {"client_id": c, "client_secret": s}
                                                 for code, (c, s) in creds.items()}}
         os.makedirs(current_app.instance_path, exist_ok=True)
@@ -109,6 +112,35 @@ def register(app: Flask) -> None:
         click.echo(_banner(info))
 
     app.cli.add_command(demo_cli)
+
+
+def _journal_path(alliance_code: str) -> str:
+    return os.path.join(current_app.instance_path, f"replay-{alliance_code}.jsonl")
+
+
+def _replay_clients(alliance_code: str) -> dict[str, tuple[str, str]]:
+    """The partners' API clients of earlier runs (kept in instance/), or new ones."""
+    from tenants.models import ApiClient
+
+    path = os.path.join(current_app.instance_path, f"replay-{alliance_code}-clients.json")
+    session = db_session()
+    with platform_scope(session):
+        _, tenants = run_unit(session, lambda s: scenario.ensure_alliance(s, code=alliance_code))
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as fh:
+                kept = {code: tuple(pair) for code, pair in json.load(fh).items()}
+            alive = set(session.scalars(sa.select(ApiClient.client_id).where(
+                ApiClient.client_id.in_([c for c, _ in kept.values()]), ApiClient.revoked_at.is_(None),
+                ApiClient.tenant_id.in_([t.id for t in tenants.values()]))))
+            session.rollback()
+            if set(kept) == set(tenants) and all(c in alive for c, _ in kept.values()):
+                return kept
+        creds = run_unit(session, lambda s: _issue_clients(s, tenants, REPLAY_SCOPES, "cdnow-replay"))
+    os.makedirs(current_app.instance_path, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(creds, fh)
+    os.chmod(path, 0o600)
+    return creds
 
 
 def _expire_in_db(alliance_code: str):
@@ -168,7 +200,7 @@ def _verify() -> list[str]:
 @click.option("--journal", "journal_path", default=None,
               help="where decisions and finished months are kept (default instance/replay-ALLIANCE.jsonl)")
 @click.option("--fresh", is_flag=True, help="forget an earlier run's journal")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=None, help="a progress bar (default: on a terminal)")
 def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path, fresh, progress):
     """Act as the three partners' systems: enrol, earn and redeem every purchase over HTTP, then reconcile.
 
@@ -179,13 +211,12 @@ def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path
 
     path = FILES.get(which, which)
     purchases = cdnow.load(path, customers=customers)
-    session = db_session()
-    with platform_scope(session):
-        creds = run_unit(session, lambda s: _issue_clients(
-            s, scenario.ensure_alliance(s, code=alliance_code)[1], REPLAY_SCOPES, "cdnow-replay"))
-    journal_path = journal_path or os.path.join(current_app.instance_path, f"replay-{alliance_code}.jsonl")
+    creds = _replay_clients(alliance_code)
+    journal_path = journal_path or _journal_path(alliance_code)
     run = {"url": url, "alliance": alliance_code, "file": os.path.basename(path), "customers": customers}
     lock = threading.Lock()
+    if progress is None:
+        progress = sys.stderr.isatty()
     bar = click.progressbar(length=len(purchases), label="purchases", file=sys.stderr).__enter__() \
         if progress else None
 
@@ -231,12 +262,17 @@ def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path
 
 
 @demo_cli.command("reconcile")
-@click.option("--file", "which", default="master", show_default=True, help="master, sample or a path")
-@click.option("--customers", type=click.IntRange(min=1), default=None)
+@click.option("--file", "which", default=None, help="master, sample or a path (default: the replay's own)")
+@click.option("--customers", type=click.IntRange(min=1), default=None, help="(default: the replay's own)")
 @click.option("--alliance", "alliance_code", default="yunxiu-cdnow", show_default=True)
 def reconcile(which, customers, alliance_code):
     """Compare the books of a replayed alliance with the file, without calling the API."""
-    purchases = cdnow.load(FILES.get(which, which), customers=customers)
+    journal = _journal_path(alliance_code)
+    if which is None and os.path.exists(journal):
+        with open(journal, encoding="utf-8") as fh:
+            run = json.loads(fh.readline())["run"]
+        which, customers = os.path.join(cdnow.DATA_DIR, run["file"]), customers or run["customers"]
+    purchases = cdnow.load(FILES.get(which or "master", which), customers=customers)
     report = _report(purchases, alliance_code, None)
     click.echo(report.table())
     for line in report.mismatches:

@@ -50,6 +50,8 @@ class Money(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
             raise ValidationError('Must be a decimal string such as "4.35".')
+        if isinstance(value, str) and value.startswith("-") and _DECIMAL.match(value[1:]):
+            raise ValidationError("Must not be negative." if self.allow_zero else "Must be a positive amount.")
         if isinstance(value, str) and not _DECIMAL.match(value):
             # Decimal() alone would take "4_35" (435), full-width digits, spaces and exponents.
             raise ValidationError('Must be a decimal string such as "4.35".')
@@ -64,7 +66,8 @@ class Money(fields.Field):
             raise ValidationError("At most two decimal places.")
         if amount > Decimal("100000000"):
             raise ValidationError("Too large.")
-        return amount
+        # A JSON number such as 1e2 arrives as Decimal("1E+2"): keep it in plain notation.
+        return Decimal(format(amount, "f"))
 
     def _serialize(self, value, attr, obj, **kwargs):
         return None if value is None else str(value)

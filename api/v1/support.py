@@ -104,6 +104,19 @@ class ProblemSchema(Schema):
     errors = fields.Dict(metadata={"description": "per-field messages (validation_error)"})
 
 
+class ProblemApi(flask_smorest.Api):
+    """flask-smorest's Api, documenting every error as the problem+json the API really answers."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self):
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM
+        try:
+            super()._register_responses()
+        finally:
+            del self.DEFAULT_RESPONSE_CONTENT_TYPE
+
+
 IDEMPOTENCY_HEADER = {
     "in": "header", "name": "Idempotency-Key", "required": True,
     "description": "unique per tenant and request; a replay returns the original response",

@@ -326,3 +326,30 @@ def test_the_balance_is_what_can_be_spent_now_or_at_a_given_time(partner):
     assert refused.status_code == 409 and refused.get_json()["available"] == 5
     bad = partner.get(f"{M}/{mid}/balance", query_string={"as_of": "yesterday"})
     assert bad.status_code == 422 and "as_of" in bad.get_json()["errors"]
+
+
+def test_an_amount_as_a_json_number_is_kept_in_plain_notation_and_a_negative_one_is_named(partner):
+    mid = partner.enrol()
+    r = partner.client.post(f"{M}/{mid}/earnings", data='{"amount": {"value": 1e2, "currency": "CNY"}}',
+                            headers={**partner.headers(), "Content-Type": "application/json"})
+    assert r.status_code == 201, r.get_json()
+    assert (r.get_json()["points"], r.get_json()["amount"]["value"]) == (100, "100")
+    bad = partner.post(f"{M}/{mid}/earnings", {"amount": {"value": "-4.35", "currency": "CNY"}})
+    assert bad.status_code == 422
+    assert bad.get_json()["errors"]["amount"]["value"] == ["Must be a positive amount."]
+
+
+def test_the_spec_documents_every_error_as_problem_json(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    seen = 0
+    for ops in spec["paths"].values():
+        for op in ops.values():
+            for status, response in op.get("responses", {}).items():
+                if status != "default" and int(status) < 400:
+                    continue
+                if "$ref" in response:
+                    response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+                assert list(response["content"]) == ["application/problem+json"], (status, response)
+                assert response["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+                seen += 1
+    assert seen > 50

@@ -9,8 +9,11 @@ from tenants.db import Base
 from tests import dbsetup
 
 
+SCRATCH = "migr_scratch"
+
+
 def _scratch_engine(engine, tmp_path):
-    return sa.create_engine(dbsetup.scratch_url(engine, dbsetup.scratch_name(engine, "migr_scratch"), tmp_path))
+    return sa.create_engine(dbsetup.scratch_url(engine, dbsetup.scratch_name(engine, SCRATCH), tmp_path))
 
 
 def _tables(engine) -> set[str]:
@@ -28,6 +31,7 @@ def test_upgrade_from_empty_to_head_and_back_down(engine, tmp_path):
         assert _tables(scratch) == set(Base.metadata.tables)
     finally:
         scratch.dispose()
+        dbsetup.drop_scratch(engine, dbsetup.scratch_name(engine, SCRATCH))
 
 
 def test_models_and_migrations_agree(connection):
