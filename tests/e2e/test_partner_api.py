@@ -343,7 +343,7 @@ def test_the_spec_documents_every_error_as_problem_json(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     seen = 0
     for ops in spec["paths"].values():
-        for op in ops.values():
+        for op in (op for op in ops.values() if isinstance(op, dict)):
             for status, response in op.get("responses", {}).items():
                 if status != "default" and int(status) < 400:
                     continue

@@ -8,7 +8,6 @@ from alembic.migration import MigrationContext
 from tenants.db import Base
 from tests import dbsetup
 
-
 SCRATCH = "migr_scratch"
 
 
