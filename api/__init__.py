@@ -36,6 +36,13 @@ def register_extensions(app: Flask) -> None:
     database.init_app(app)
     migrate.init_app(app, database, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+
+    @app.after_request  # registered first, so it runs after the limiter has added its headers
+    def _retry_after_only_when_refused(response):
+        if response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
+        return response
+
     limiter = make_limiter()
     limiter.init_app(app)
     app.extensions["rate_limiter"] = limiter

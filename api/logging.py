@@ -24,6 +24,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
+def _not_a_request_line(record: logging.LogRecord) -> bool:
+    """The development server's own access lines: the JSON line of each request replaces them."""
+    return not (isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s\n'))
+
+
 def configure_logging(app: Flask) -> None:
     root = logging.getLogger("alliance")
     if not any(getattr(h, "_alliance", False) for h in root.handlers):
@@ -33,6 +38,9 @@ def configure_logging(app: Flask) -> None:
         root.addHandler(handler)
     root.setLevel(app.config["LOG_LEVEL"])
     root.propagate = False
+    werkzeug = logging.getLogger("werkzeug")
+    if _not_a_request_line not in werkzeug.filters:
+        werkzeug.addFilter(_not_a_request_line)
 
     @app.before_request
     def _start():

@@ -10,7 +10,7 @@ import functools
 import sqlalchemy as sa
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, grants
-from authlib.oauth2.rfc6749.errors import InvalidScopeError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError, OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -53,7 +53,11 @@ class Client(ClientMixin):
         return False
 
     def check_client_secret(self, client_secret):
-        return secret_matches(client_secret, self.row.secret_hash)
+        if not secret_matches(client_secret, self.row.secret_hash):
+            return False
+        if self.row.tenant.status != "active":  # said only to whoever holds the secret
+            raise InvalidClientError(description=f"This client's tenant is {self.row.tenant.status}.", status_code=401)
+        return True
 
     def check_endpoint_auth_method(self, method, endpoint):
         return method in AUTH_METHODS
@@ -95,7 +99,7 @@ class Token(TokenMixin):
 def _query_client(client_id: str):
     row = db_session().scalar(
         sa.select(ApiClient).where(ApiClient.client_id == client_id).execution_options(platform=True))
-    if row is None or row.revoked_at is not None or row.tenant.status != "active":
+    if row is None or row.revoked_at is not None:
         return None
     return Client(row)
 

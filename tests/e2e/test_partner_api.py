@@ -301,6 +301,16 @@ def test_suspended_tenant_tokens_fail(partner, session):
     assert r.status_code == 401 and r.get_json()["code"] == "invalid_token"
 
 
+def test_a_suspended_tenants_client_is_told_so_only_with_its_secret(partner, client, session):
+    partner.tenant.status = "suspended"
+    session.commit()
+    told = take_token(client, partner.client_id, partner.client_secret)
+    assert told.status_code == 401 and told.get_json()["error"] == "invalid_client"
+    assert "suspended" in told.get_json()["error_description"]
+    guessed = take_token(client, partner.client_id, "not-the-secret")
+    assert guessed.status_code == 401 and "suspended" not in guessed.get_json().get("error_description", "")
+
+
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer nope", "Basic abc"])
 def test_missing_or_bad_token_is_401(client, header):
     headers = {"Authorization": header} if header else {}

@@ -90,3 +90,11 @@ def test_with_redis_two_web_processes_share_one_clients_limit(engine, connection
     finally:
         for app in (first, second):
             app.extensions["database"].session.remove()
+
+
+def test_retry_after_comes_only_with_a_refusal(limited_client, session):
+    tenant = create_tenant(session, alliance=create_alliance(session))
+    token = _token(limited_client, session, tenant)
+    ok = limited_client.get("/api/v1/transactions", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200 and "Retry-After" not in ok.headers
+    assert ok.headers["X-RateLimit-Limit"] == "3"
