@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from bench import report
 from bench import run as bench_run
 
-QUICK = ["--members", "40", "--seconds", "1", "--warmup", "0", "--warmup-ops", "3", "--passes", "1",
+QUICK = ["--members", "40", "--seconds", "1", "--pass-seconds", "0.5", "--subject-passes", "1", "--warmup", "0", "--warmup-ops", "3", "--passes", "1",
          "--workers", "2", "--connections", "2", "--redis-url", ""]
 
 
