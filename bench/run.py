@@ -84,8 +84,11 @@ def machine_facts(*, host: str, port: int, user: str, with_pg: bool) -> dict:
              "Python": platform.python_version(), "load average at start": _loadavg()}
     if with_pg:
         with _admin(host, port, user) as conn:
-            rows = dict(conn.execute("SELECT name, setting || COALESCE(' ' || unit, '') FROM pg_settings "
-                                     "WHERE name = ANY(%s)", [list(PG_SETTINGS)]).fetchall())
+            rows = dict(conn.execute(
+                "SELECT name, CASE unit WHEN '8kB' THEN pg_size_pretty(setting::bigint * 8192) "
+                "WHEN 'kB' THEN pg_size_pretty(setting::bigint * 1024) "
+                "ELSE setting || COALESCE(' ' || unit, '') END FROM pg_settings WHERE name = ANY(%s)",
+                [list(PG_SETTINGS)]).fetchall())
         facts["PostgreSQL"] = rows.pop("server_version", "?") + f" at {host}:{port} (TCP, same machine)"
         facts["PostgreSQL settings"] = ", ".join(f"{k}={rows[k]}" for k in PG_SETTINGS if k in rows)
     settings = api_load.server_settings()
