@@ -123,40 +123,43 @@ class _Worker:
             record("declined", started, False)
 
 
-def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup: float, warmup_ops: int,
+def _worker_main(index: int, plan_path: str, phases: list[tuple[str, float]], warmup: float, warmup_ops: int,
                  seed: int, barrier, queue) -> None:
     from bench.seed import Plan
 
-    out = {"ops": 0, "declined": 0, "errors": 0, "error": None, "latencies": [], "kinds": {}}
+    out = {"error": None, "phases": []}
     worker = None
     try:
         plan = Plan.load(plan_path)
-        worker = _Worker(index, plan, mode, seed)
+        worker = _Worker(index, plan, phases[0][0], seed)
         # Warm each process (compiled statements, prepared statements, caches) by count and by time:
         # sixteen processes on two cores get little CPU each in a time-only warm-up.
         warm_until, warm_ops = time.perf_counter() + warmup, 0
         while warm_ops < warmup_ops or time.perf_counter() < warm_until:
             worker.one(lambda *a: None)
             warm_ops += 1
-        barrier.wait()
-        deadline = time.perf_counter() + duration
-        latencies, kinds = out["latencies"], out["kinds"]
+        for mode, duration in phases:
+            phase = {"ops": 0, "declined": 0, "latencies": [], "kinds": {}}
+            out["phases"].append(phase)
+            worker.mode = mode
+            barrier.wait()
+            deadline = time.perf_counter() + duration
+            latencies, kinds = phase["latencies"], phase["kinds"]
 
-        def record(kind, started, ok):
-            finished = time.perf_counter()
-            if finished > deadline:
-                return
-            kinds[kind] = kinds.get(kind, 0) + 1
-            if ok:
-                out["ops"] += 1
-                latencies.append((finished - started) * 1000)
-            else:
-                out["declined"] += 1
+            def record(kind, started, ok, deadline=deadline, phase=phase, latencies=latencies, kinds=kinds):
+                finished = time.perf_counter()
+                if finished > deadline:
+                    return
+                kinds[kind] = kinds.get(kind, 0) + 1
+                if ok:
+                    phase["ops"] += 1
+                    latencies.append((finished - started) * 1000)
+                else:
+                    phase["declined"] += 1
 
-        while time.perf_counter() < deadline:
-            worker.one(record)
+            while time.perf_counter() < deadline:
+                worker.one(record)
     except BaseException:  # report, never hang the parent
-        out["errors"] += 1
         out["error"] = traceback.format_exc(limit=8)
         barrier.abort()
     finally:
@@ -165,23 +168,27 @@ def _worker_main(index: int, plan_path: str, mode: str, duration: float, warmup:
     queue.put(out)
 
 
-def run(plan_path: str, *, workers: int, mode: str, duration: float, warmup: float = 1.0,
-        warmup_ops: int = WARMUP_OPS, seed: int = 1, timeout: float = 300.0) -> dict:
-    """Run ``workers`` processes of ``mode`` (spread or hot) for ``duration`` seconds; return a summary."""
+def run(plan_path: str, *, workers: int, phases: list[tuple[str, float]], warmup: float = 1.0,
+        warmup_ops: int = WARMUP_OPS, seed: int = 1, timeout: float = 300.0) -> list[dict]:
+    """Run ``workers`` processes through ``phases`` ((mode, seconds), mode spread or hot); a summary per phase.
+
+    The same warm processes run every phase back to back, all starting each phase together, so
+    alternating spread and hot phases compare the two under the same conditions.
+    """
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers + 1)
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(i, plan_path, mode, duration, warmup, warmup_ops, seed, barrier, queue),
+    procs = [ctx.Process(target=_worker_main, args=(i, plan_path, phases, warmup, warmup_ops, seed, barrier, queue),
                          daemon=True) for i in range(workers)]
     for proc in procs:
         proc.start()
     results = []
     try:
-        try:
-            barrier.wait(timeout=timeout)
-        except Exception:  # a worker failed before the start; collect its report below
-            pass
-        measured_from = time.perf_counter()
+        for _mode, duration in phases:
+            try:
+                barrier.wait(timeout=timeout + duration)
+            except Exception:  # a worker failed; collect its report below
+                break
         results = [queue.get(timeout=timeout) for _ in procs]
     finally:
         for proc in procs:
@@ -194,12 +201,14 @@ def run(plan_path: str, *, workers: int, mode: str, duration: float, warmup: flo
     errors = [r["error"] for r in results if r["error"]]
     if errors:
         raise RuntimeError(f"ledger workers failed ({len(errors)}):\n{errors[0]}")
-    latencies = [ms for r in results for ms in r["latencies"]]
-    kinds: dict[str, int] = {}
-    for r in results:
-        for kind, n in r["kinds"].items():
-            kinds[kind] = kinds.get(kind, 0) + n
-    out = summary(latencies, sum(r["ops"] for r in results), duration)
-    out.update(mode=mode, workers=workers, declined=sum(r["declined"] for r in results), kinds=kinds,
-               wall=time.perf_counter() - measured_from)
-    return out
+    summaries = []
+    for i, (mode, duration) in enumerate(phases):
+        parts = [r["phases"][i] for r in results]
+        kinds: dict[str, int] = {}
+        for part in parts:
+            for kind, n in part["kinds"].items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        one = summary([ms for part in parts for ms in part["latencies"]], sum(p["ops"] for p in parts), duration)
+        one.update(mode=mode, workers=workers, declined=sum(p["declined"] for p in parts), kinds=kinds)
+        summaries.append(one)
+    return summaries

@@ -59,8 +59,9 @@ def _ratio(a, b) -> str:
 
 
 def table(results: dict) -> str:
-    lines = ["| benchmark | concurrency | throughput /s | p50 ms | p99 ms | ceiling | x throughput | x p50 | x p99 |",
-             "|---|---|--:|--:|--:|---|--:|--:|--:|"]
+    lines = ["| benchmark | concurrency | throughput /s | p50 ms | p99 ms | ceiling | x throughput | x p50 | x p99 "
+             "| passes /s |",
+             "|---|---|--:|--:|--:|---|--:|--:|--:|---|"]
     for key, label, conc, ceiling_key in _rows(results):
         row = _get(results, key)
         if row is None:
@@ -74,6 +75,7 @@ def table(results: dict) -> str:
             cells += [f"{_name(ceiling_key)} (not measured)", "–", "–", "–"]
         else:
             cells += ["(ceiling)", "1.00", "1.00", "1.00"]
+        cells.append(" / ".join(f"{p:,.0f}" for p in row.get("passes", [])) or "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ import time
 
 from bench import api_load, ceiling, ledger_load, report
 from bench.seed import migrate, opening_balances, seed
+from bench.stats import median_pass
 
 OPENING_POINTS = 1000
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,8 +84,11 @@ def machine_facts(*, host: str, port: int, user: str, with_pg: bool) -> dict:
              "Python": platform.python_version(), "load average at start": _loadavg()}
     if with_pg:
         with _admin(host, port, user) as conn:
-            rows = dict(conn.execute("SELECT name, setting || COALESCE(' ' || unit, '') FROM pg_settings "
-                                     "WHERE name = ANY(%s)", [list(PG_SETTINGS)]).fetchall())
+            rows = dict(conn.execute(
+                "SELECT name, CASE unit WHEN '8kB' THEN pg_size_pretty(setting::bigint * 8192) "
+                "WHEN 'kB' THEN pg_size_pretty(setting::bigint * 1024) "
+                "ELSE setting || COALESCE(' ' || unit, '') END FROM pg_settings WHERE name = ANY(%s)",
+                [list(PG_SETTINGS)]).fetchall())
         facts["PostgreSQL"] = rows.pop("server_version", "?") + f" at {host}:{port} (TCP, same machine)"
         facts["PostgreSQL settings"] = ", ".join(f"{k}={rows[k]}" for k in PG_SETTINGS if k in rows)
     settings = api_load.server_settings()
@@ -147,6 +151,14 @@ def count_postings(database_url: str) -> int:
         engine.dispose()
 
 
+def _merged(counters) -> dict:
+    out: dict[str, int] = {}
+    for counter in counters:
+        for key, n in counter.items():
+            out[key] = out.get(key, 0) + n
+    return out
+
+
 # ---------------------------------------------------------------- the run
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-database", default="pgbench_ceiling", help="pgbench's database (recreated)")
     parser.add_argument("--database-url", help="run the platform on this URL instead (e.g. SQLite for a smoke run)")
     parser.add_argument("--members", type=int, default=10_000)
-    parser.add_argument("--seconds", type=float, default=15, help="length of each measured pass")
+    parser.add_argument("--seconds", type=float, default=15, help="length of each pgbench pass")
+    parser.add_argument("--pass-seconds", type=float, default=5,
+                        help="length of each ledger and API pass (spread/hot and earn/trivial alternate)")
+    parser.add_argument("--subject-passes", type=int, default=3,
+                        help="ledger and API passes per figure; the median pass is reported")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each ledger/API pass")
     parser.add_argument("--passes", type=int, default=3, help="pgbench passes per client count")
     parser.add_argument("--scale", type=int, default=ceiling.SCALE, help="pgbench scale factor")
@@ -214,13 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     log(f"  {opened} opening earns of {OPENING_POINTS} points written")
 
     if "ledger" not in skip:
-        for mode in ("spread", "hot"):
-            for n in workers:
-                row = ledger_load.run(plan_path, workers=n, mode=mode, duration=args.seconds,
-                                      warmup=args.warmup, warmup_ops=args.warmup_ops, seed=n)
+        for n in workers:
+            phases = [(mode, args.pass_seconds) for _ in range(args.subject_passes) for mode in ("spread", "hot")]
+            passes = ledger_load.run(plan_path, workers=n, phases=phases, warmup=args.warmup,
+                                     warmup_ops=args.warmup_ops, seed=n)
+            for mode in ("spread", "hot"):
+                row = median_pass([p for p in passes if p["mode"] == mode])
                 results[f"ledger_{mode}_{n}"] = row
-                log(f"== ledger {mode}, {n} workers: {row['throughput']:.0f} postings/s, p50 {row['p50_ms']:.2f} ms, "
-                    f"p99 {row['p99_ms']:.2f} ms, declined {row['declined']}, mix {row['kinds']}")
+                log(f"== ledger {mode}, {n} workers: {row['throughput']:.0f} postings/s (passes {row['passes']}), "
+                    f"p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, declined {row['declined']}, "
+                    f"mix {row['kinds']}")
 
     if "api" not in skip:
         redis_url = _redis_url(args.redis_url)
@@ -229,15 +248,23 @@ def main(argv: list[str] | None = None) -> int:
         facts["rate limits"] = f"Flask-Limiter in {'Redis' if redis_url else 'process memory'}, limit lifted"
         server_log = os.path.join(args.results_dir, "gunicorn.log")
         with api_load.gunicorn(database_url, log_path=server_log, redis_url=redis_url) as url:
-            for scenario in ("earn", "trivial"):
-                row = api_load.load(url, scenario=scenario, connections=args.connections, duration=args.seconds,
-                                    warmup=max(args.warmup, 1), plan_path=plan_path)
-                results[f"api_{scenario}"] = row
-                log(f"== API {scenario}, {args.connections} connections: {row['throughput']:.0f} req/s, "
-                    f"p50 {row['p50_ms'] or 0:.2f} ms, p99 {row['p99_ms'] or 0:.2f} ms, statuses {row['statuses']}, "
-                    f"connects {row['reconnects']}")
-                if row["failures"] or row["errors"]:
-                    notes.append(f"API {scenario}: {row['failures']} non-2xx answers, errors {row['errors'][:3]}")
+            passes: dict[str, list[dict]] = {"earn": [], "trivial": []}
+            for i in range(args.subject_passes):
+                for scenario in ("earn", "trivial"):
+                    passes[scenario].append(api_load.load(
+                        url, scenario=scenario, connections=args.connections, duration=args.pass_seconds,
+                        warmup=max(args.warmup, 1), plan_path=plan_path, seed=i + 1))
+        for scenario, rows in passes.items():
+            row = median_pass(rows)
+            row["statuses"] = _merged(r["statuses"] for r in rows)
+            row["failures"] = sum(r["failures"] for r in rows)
+            row["errors"] = [e for r in rows for e in r["errors"]][:20]
+            results[f"api_{scenario}"] = row
+            log(f"== API {scenario}, {args.connections} connections: {row['throughput']:.0f} req/s "
+                f"(passes {row['passes']}), p50 {row['p50_ms'] or 0:.2f} ms, p99 {row['p99_ms'] or 0:.2f} ms, "
+                f"statuses {row['statuses']}")
+            if row["failures"] or row["errors"]:
+                notes.append(f"API {scenario}: {row['failures']} non-2xx answers, errors {row['errors'][:3]}")
 
     log("== flask ledger verify")
     verify = verify_books(database_url)

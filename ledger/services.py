@@ -193,8 +193,8 @@ def _locked_member(session: so.Session, alliance_id: int, member_id: int) -> dic
 def _new_tx(session: so.Session, *, alliance_id: int, tenant_id: int | None, member_id: int, kind: str,
             points: int, member_delta: int, now: dt.datetime, occurred_at: dt.datetime | None = None,
             reference=None, description=None, meta=None, reverses_id=None, hold_id=None,
-            idempotency_key=None) -> Transaction:
-    tx = Transaction(id=uuid.uuid4(), alliance_id=alliance_id, tenant_id=tenant_id, member_id=member_id,
+            idempotency_key=None, tx_id: uuid.UUID | None = None) -> Transaction:
+    tx = Transaction(id=tx_id or uuid.uuid4(), alliance_id=alliance_id, tenant_id=tenant_id, member_id=member_id,
                      kind=kind, points=points, member_delta=member_delta, reference=reference,
                      occurred_at=occurred_at or now, posted_at=now, description=description, meta=meta,
                      reverses_id=reverses_id, hold_id=hold_id, idempotency_key=idempotency_key, entries=[])
@@ -457,15 +457,16 @@ def create_hold(session: so.Session, *, alliance_id: int, tenant_id: int, member
     available = accounts["available"].balance
     if available < points:
         raise InsufficientPoints(available, points)
+    tx_id = uuid.uuid4()  # known up front, so the hold is inserted with it (no UPDATE afterwards)
     hold = Hold(id=uuid.uuid4(), alliance_id=alliance_id, tenant_id=tenant_id, member_id=member_id,
-                points=points, status="active", reference=reference, expires_at=expires_at, created_at=now)
+                points=points, status="active", reference=reference, expires_at=expires_at, created_at=now,
+                transaction_id=tx_id)
     session.add(hold)
     session.flush()
     tx = _new_tx(session, alliance_id=alliance_id, tenant_id=tenant_id, member_id=member_id, kind="hold",
                  points=points, member_delta=0, now=now, reference=reference, description=description,
-                 meta=meta, hold_id=hold.id, idempotency_key=idempotency_key)
+                 meta=meta, hold_id=hold.id, idempotency_key=idempotency_key, tx_id=tx_id)
     session.flush()
-    hold.transaction_id = tx.id
     _consume_fresh(session, tx, member_id, points)
     _post(session, tx, [(accounts["available"], -points), (accounts["held"], points)])
     if record is not None:
@@ -474,9 +475,10 @@ def create_hold(session: so.Session, *, alliance_id: int, tenant_id: int, member
     return hold
 
 
-def _active_hold(session, tenant_id, hold_id, now) -> tuple[Hold, dict[str, Account]]:
-    """Find the tenant's hold, lock its member and check it is still active and unexpired."""
-    hold = _get(session, Hold, hold_id, tenant_id=tenant_id)
+def _active_hold(session, tenant_id, hold_id, now, hold: Hold | None = None) -> tuple[Hold, dict[str, Account]]:
+    """Find the tenant's hold (unless the caller just read it), lock its member, check it is active and unexpired."""
+    if hold is None:
+        hold = _get(session, Hold, hold_id, tenant_id=tenant_id)
     if hold is None:
         raise HoldNotFound()
     member_id = hold.member_id
@@ -509,7 +511,7 @@ def capture_hold(session: so.Session, *, tenant_id: int, hold_id: uuid.UUID, poi
     if hold is None:
         raise HoldNotFound()
     redeemed = _account(session, alliance_id=hold.alliance_id, kind="redeemed", tenant_id=hold.tenant_id)
-    hold, accounts = _active_hold(session, tenant_id, hold_id, now)
+    hold, accounts = _active_hold(session, tenant_id, hold_id, now, hold)
     points = hold.points if points is None else points
     if points > hold.points:
         raise CaptureExceedsHold(hold.points, points)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from bench import report
 from bench import run as bench_run
 
-QUICK = ["--members", "40", "--seconds", "1", "--warmup", "0", "--warmup-ops", "3", "--passes", "1",
+QUICK = ["--members", "40", "--seconds", "1", "--pass-seconds", "0.5", "--subject-passes", "1", "--warmup", "0", "--warmup-ops", "3", "--passes", "1",
          "--workers", "2", "--connections", "2", "--redis-url", ""]
 
 
@@ -45,6 +45,7 @@ def test_the_ledger_and_api_benchmarks_run_on_sqlite_and_leave_clean_books(tmp_p
     text = docs.read_text(encoding="utf-8")
     assert "hand-written analysis" in text and "## Kept below" in text and "\nold\n" not in text
     assert "| Ledger mix, three tenants (service layer) | 2 workers |" in text
+    assert "| passes /s |" in text
     assert "`flask ledger verify` after the run: **clean**" in text
 
 
