@@ -38,13 +38,19 @@ def _issue_clients(session, tenants, scopes: str, name: str) -> dict[str, tuple[
     return {code: (i.client.client_id, i.secret) for code, i in issued.items()}
 
 
-def _first_member_id(session, alliance_code: str, tenant_code: str) -> str | None:
+def _showcase_member_id(session, alliance_code: str, tenant_code: str) -> str | None:
+    """The tenant's pairwise id of the member with the most points still valid today."""
     from alliance.models import MemberLink
+    from ledger.models import Lot
+    from tenants.db import utcnow
 
     with platform_scope(session):
         tenant = tenancy.get_tenant(session, alliance_code=alliance_code, code=tenant_code)
-        return session.scalar(sa.select(MemberLink.pairwise_id).where(MemberLink.tenant_id == tenant.id)
-                              .order_by(MemberLink.id).limit(1))
+        return session.scalar(
+            sa.select(MemberLink.pairwise_id).join(Lot, Lot.member_id == MemberLink.member_id)
+            .where(MemberLink.tenant_id == tenant.id, Lot.remaining > 0, Lot.expires_at > utcnow())
+            .group_by(MemberLink.pairwise_id).order_by(sa.func.sum(Lot.remaining).desc(), MemberLink.pairwise_id)
+            .limit(1))
 
 
 def _banner(info: dict) -> str:
@@ -101,7 +107,7 @@ def register(app: Flask) -> None:
             creds = run_unit(session, work)
         info = {"alliance": cdnow.DEMO.code, "tenant": scenic, "client_id": creds[scenic][0],
                 "client_secret": creds[scenic][1], "members": len({p.customer for p in purchases}),
-                "purchases": len(purchases), "shift_years": shift, "member_id": _first_member_id(session, cdnow.DEMO.code, scenic),
+                "purchases": len(purchases), "shift_years": shift, "member_id": _showcase_member_id(session, cdnow.DEMO.code, scenic),
                 "path": cred_path, "partners": {code: {"client_id": c, "client_secret": s}
                                                 for code, (c, s) in creds.items()}}
         os.makedirs(current_app.instance_path, exist_ok=True)
