@@ -196,6 +196,11 @@ def _link_for(session: so.Session, *, member: Member, tenant: Tenant) -> MemberL
     return link
 
 
+def survivor_id(session: so.Session, member_id: int) -> int:
+    """The member that ``member_id`` is now, after any merges (itself when never merged)."""
+    return _survivor(session, session.get_one(Member, member_id)).id
+
+
 def pairwise_id_for(session: so.Session, *, member_id: int, tenant_id: int) -> str:
     """Return the pairwise ID ``tenant_id`` sees for the member, creating it on first use."""
     member = _survivor(session, session.get_one(Member, member_id))

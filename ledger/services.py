@@ -548,12 +548,15 @@ def void_hold(session: so.Session, *, tenant_id: int, hold_id: uuid.UUID, descri
 
 def reverse(session: so.Session, *, tenant_id: int, transaction_id: uuid.UUID, points: int | None = None,
             reason: str | None = None, meta: dict | None = None, idempotency_key: str | None = None,
-            fingerprint: str | None = None, now: dt.datetime | None = None) -> Transaction:
+            fingerprint: str | None = None, member_id: int | None = None,
+            now: dt.datetime | None = None) -> Transaction:
     """Reverse an earn, redeem or capture of ``tenant_id`` in whole (default) or in part.
 
     Earn: take the points back from the earn's own lot, then other lots soonest-first, as far as
     the member's available balance goes; the rest is recorded as the member's shortfall (debt),
     which later earns repay first. Redeem/capture: give the points back to the lots they came from.
+    ``member_id`` is whom the reversal posts to when it is not the original's member: the
+    survivor the original's member was merged into (its lots moved there with the merge).
     """
     if points is not None:
         _check_points(points)
@@ -566,7 +569,8 @@ def reverse(session: so.Session, *, tenant_id: int, transaction_id: uuid.UUID, p
         raise NotReversible(f"A {original.kind} transaction cannot be reversed.")
     system_kind = "issued" if original.kind == "earn" else "redeemed"
     system = _account(session, alliance_id=original.alliance_id, kind=system_kind, tenant_id=original.tenant_id)
-    accounts = _locked_member(session, original.alliance_id, original.member_id)
+    member_id = member_id or original.member_id
+    accounts = _locked_member(session, original.alliance_id, member_id)
     reversed_so_far = session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(Transaction.points), 0))
         .where(Transaction.reverses_id == original.id).execution_options(**PLATFORM)).scalar_one()
@@ -577,7 +581,7 @@ def reverse(session: so.Session, *, tenant_id: int, transaction_id: uuid.UUID, p
     if points > reversible:
         raise ReversalExceedsOriginal(reversible, points)
     sign = -1 if original.kind == "earn" else 1
-    tx = _new_tx(session, alliance_id=original.alliance_id, tenant_id=tenant_id, member_id=original.member_id,
+    tx = _new_tx(session, alliance_id=original.alliance_id, tenant_id=tenant_id, member_id=member_id,
                  kind="reversal", points=points, member_delta=sign * points, now=now,
                  reference=original.reference, description=reason, meta=meta, reverses_id=original.id,
                  hold_id=original.hold_id, idempotency_key=idempotency_key)
@@ -585,9 +589,9 @@ def reverse(session: so.Session, *, tenant_id: int, transaction_id: uuid.UUID, p
     if original.kind == "earn":
         covered = min(points, accounts["available"].balance)
         own = session.execute(sa.select(Lot).where(Lot.earn_transaction_id == original.id,
-                                                   Lot.member_id == original.member_id, Lot.remaining > 0)
+                                                   Lot.member_id == member_id, Lot.remaining > 0)
                               .execution_options(populate_existing=True)).scalars().all()
-        _consume_fresh(session, tx, original.member_id, covered, first=list(own))
+        _consume_fresh(session, tx, member_id, covered, first=list(own))
         _post(session, tx, [(system, points), (accounts["available"], -covered),
                             (accounts["shortfall"], -(points - covered))])
     else:

@@ -397,7 +397,7 @@ def reverse(body, transaction_id):
         original = _own_transaction(session, tid)
         pairwise = _pairwise_ids(session, {original.member_id})[original.member_id]
         tx = ledger.reverse(session, tenant_id=tenant.id, transaction_id=tid, points=body.get("points"),
-                            reason=body.get("reason"))
+                            reason=body.get("reason"), member_id=members.survivor_id(session, original.member_id))
         return 201, transaction_body(tx, pairwise)
 
     return idempotent(body, work)

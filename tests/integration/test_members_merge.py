@@ -10,6 +10,7 @@ from alliance import services
 from alliance.errors import MemberNotFound, MergeNotAllowed
 from alliance.models import Member, MemberIdentifier, MemberMerge
 from ledger import services as ledger
+from ledger.models import Transaction
 from ledger.verify import verify
 from tenants.isolation import platform_scope
 from tenants.uow import run_unit
@@ -117,3 +118,19 @@ def test_merge_needs_both_members_in_the_same_alliance(session, world):
         services.merge_members(session, alliance_id=w["alliance"].id, from_member_no="000000000000",
                                into_member_no=w["survivor"].member.member_no, actor="ops")
     assert session.get(Member, stranger.id).status == "active"
+
+
+def test_reversing_an_earn_of_a_merged_away_member_posts_to_the_survivor(session, world):
+    w = world
+    survivor, merged = w["survivor"].member, w["merged"].member
+    earn = session.scalar(sa.select(Transaction).where(
+        Transaction.member_id == merged.id, Transaction.kind == "earn")
+        .execution_options(platform=True))
+    merge(session, w)
+    tx = ledger.reverse(session, tenant_id=w["c"].id, transaction_id=earn.id, points=40,
+                        member_id=services.survivor_id(session, merged.id))
+    assert tx.member_id == survivor.id
+    assert ledger.balance(session, member_id=survivor.id).available == 100 + 40 - 15 - 40
+    merged_after = ledger.balance(session, member_id=merged.id)
+    assert (merged_after.available, merged_after.shortfall) == (0, 0)
+    assert verify(session) == []
