@@ -41,6 +41,18 @@ def _run(work):
         _fail("database_refused", str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__)
 
 
+def _run_batches(work):
+    """Run work that commits its own batches; domain errors exit 2 with JSON, like _run."""
+    from alliance.errors import AllianceError
+    from ledger.errors import LedgerError
+    from tenants.errors import TenancyError
+
+    try:
+        return work(db_session())
+    except (TenancyError, AllianceError, LedgerError) as exc:
+        _fail(getattr(exc, "code", "error"), str(exc))
+
+
 alliances = AppGroup("alliances", help="Create and list alliances.")
 tenants_cli = AppGroup("tenants", help="Create tenants and change their status.")
 clients = AppGroup("clients", help="Create API clients for a tenant.")
@@ -158,6 +170,26 @@ def verify():
         sys.exit(1)
 
 
+EXPIRY_BATCH = 500
+
+
+def expire_in_batches(session, *, as_of: dt.datetime, alliance_id: int | None = None) -> dict[str, int]:
+    """Expire what is due in units of work of EXPIRY_BATCH members: locks are held briefly, and a
+    crash loses at most one batch (the next run picks it up)."""
+    from ledger.services import due_members, expire_due
+
+    totals = {"members": 0, "holds": 0, "lots": 0, "points": 0}
+    with platform_scope(session):
+        due = due_members(session, as_of=as_of, alliance_id=alliance_id)
+        session.rollback()
+        for start in range(0, len(due), EXPIRY_BATCH):
+            batch = due[start:start + EXPIRY_BATCH]
+            done = run_unit(session, lambda s, batch=batch: expire_due(s, as_of=as_of, members=batch))
+            for key, value in done.items():
+                totals[key] += value
+    return totals
+
+
 @ledger_cli.command("expire")
 @click.option("--as-of", "as_of", default=None,
               help="YYYY-MM-DD: expire what is due by the end of that day in each alliance's timezone")
@@ -166,13 +198,11 @@ def expire(as_of):
 
     import sqlalchemy as sa
 
-    from ledger.services import expire_due
     from tenants.models import Alliance
 
     if not as_of:
         instant = dt.datetime.now(dt.timezone.utc)
-        result = _run(lambda s: expire_due(s, as_of=instant))
-        _emit({"as_of": instant.isoformat(), **(result or {})})
+        _emit({"as_of": instant.isoformat(), **_run_batches(lambda s: expire_in_batches(s, as_of=instant))})
         return
     try:
         day = dt.date.fromisoformat(as_of)
@@ -182,18 +212,20 @@ def expire(as_of):
     def work(s):
         totals = {"members": 0, "holds": 0, "lots": 0, "points": 0}
         cutoffs = {}
-        for alliance in s.scalars(sa.select(Alliance).order_by(Alliance.id)):
+        with platform_scope(s):
+            alliances = [(a.id, a.code, a.timezone) for a in s.scalars(sa.select(Alliance).order_by(Alliance.id))]
+        for alliance_id, code, timezone in alliances:
             try:
-                cutoff = dt.datetime.combine(day, dt.time.max, tzinfo=zoneinfo.ZoneInfo(alliance.timezone))
+                cutoff = dt.datetime.combine(day, dt.time.max, tzinfo=zoneinfo.ZoneInfo(timezone))
                 cutoff = cutoff.astimezone(dt.timezone.utc)
             except OverflowError:
                 cutoff = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
-            cutoffs[alliance.code] = cutoff.isoformat()
-            for key, value in expire_due(s, as_of=cutoff, alliance_id=alliance.id).items():
+            cutoffs[code] = cutoff.isoformat()
+            for key, value in expire_in_batches(s, as_of=cutoff, alliance_id=alliance_id).items():
                 totals[key] += value
         return {"as_of": day.isoformat(), "cutoffs": cutoffs, **totals}
 
-    _emit(_run(work))
+    _emit(_run_batches(work))
 
 
 def register(app: Flask) -> None:

@@ -150,13 +150,13 @@ def _replay_clients(alliance_code: str) -> dict[str, tuple[str, str]]:
 
 
 def _expire_in_db(alliance_code: str):
-    from ledger.services import expire_due
+    from api.cli import expire_in_batches
 
     def expire(month_end):
         session = db_session()
         with platform_scope(session):
-            alliance = tenancy.get_alliance(session, alliance_code)
-            run_unit(session, lambda s: expire_due(s, alliance_id=alliance.id, as_of=cdnow.end_of_day(month_end)))
+            alliance_id = tenancy.get_alliance(session, alliance_code).id
+        expire_in_batches(session, as_of=cdnow.end_of_day(month_end), alliance_id=alliance_id)
 
     return expire
 

@@ -310,9 +310,23 @@ def _release_hold(session, hold: Hold, accounts: dict[str, Account], *, kind: st
     return tx
 
 
+def _breakage(session: so.Session, cache: dict, alliance_id: int, issuer_id: int) -> Account:
+    """The issuer's breakage account, looked up once per run (system accounts are never locked)."""
+    key = (alliance_id, issuer_id)
+    if key not in cache:
+        cache[key] = _account(session, alliance_id=alliance_id, kind="breakage", tenant_id=issuer_id)
+    return cache[key]
+
+
+def _due_issuers(session: so.Session, member_id: int, as_of: dt.datetime) -> list[int]:
+    return list(session.execute(sa.select(Lot.issuer_tenant_id).where(
+        Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= as_of).distinct()).scalars())
+
+
 def _expire_member(session: so.Session, *, alliance_id: int, member_id: int, accounts: dict[str, Account],
-                   as_of: dt.datetime, now: dt.datetime) -> dict[str, int]:
+                   as_of: dt.datetime, now: dt.datetime, breakage: dict | None = None) -> dict[str, int]:
     """Expire the member's due holds, then due lots (one expiry transaction). Caller holds the lock."""
+    breakage = {} if breakage is None else breakage
     out = {"holds": 0, "lots": 0, "points": 0}
     holds = session.execute(
         sa.select(Hold).where(Hold.member_id == member_id, Hold.status == "active", Hold.expires_at <= as_of)
@@ -332,19 +346,16 @@ def _expire_member(session: so.Session, *, alliance_id: int, member_id: int, acc
         session.flush()
         legs: list[tuple[Account, int]] = [(accounts["available"], -total)]
         for lot in lots:
-            breakage = _account(session, alliance_id=alliance_id, kind="breakage", tenant_id=lot.issuer_tenant_id)
-            legs.append((breakage, lot.remaining))
+            legs.append((_breakage(session, breakage, alliance_id, lot.issuer_tenant_id), lot.remaining))
             _consume(session, tx, lot, lot.remaining)
         _post(session, tx, legs)
         out["lots"], out["points"] = len(lots), total
     return out
 
 
-def expire_due(session: so.Session, *, as_of: dt.datetime, alliance_id: int | None = None,
-               now: dt.datetime | None = None) -> dict[str, int]:
-    """Expire holds and lots due as of ``as_of``; safe to run twice or concurrently."""
+def due_members(session: so.Session, *, as_of: dt.datetime, alliance_id: int | None = None) -> list[tuple[int, int]]:
+    """(alliance id, member id) of every member with a lot or an active hold due as of ``as_of``, by id."""
     _aware(as_of, "as_of")
-    now = now or utcnow()
     lot_q = sa.select(Lot.alliance_id, Lot.member_id).where(Lot.remaining > 0, Lot.expires_at <= as_of)
     hold_q = (sa.select(Hold.alliance_id, Hold.member_id)
               .where(Hold.status == "active", Hold.expires_at <= as_of))
@@ -353,15 +364,28 @@ def expire_due(session: so.Session, *, as_of: dt.datetime, alliance_id: int | No
         hold_q = hold_q.where(Hold.alliance_id == alliance_id)
     members = set(session.execute(lot_q.distinct()).all())
     members |= set(session.execute(hold_q.distinct().execution_options(**PLATFORM)).all())
+    return sorted(members, key=lambda m: m[1])
+
+
+def expire_due(session: so.Session, *, as_of: dt.datetime, alliance_id: int | None = None,
+               now: dt.datetime | None = None, members: list[tuple[int, int]] | None = None) -> dict[str, int]:
+    """Expire holds and lots due as of ``as_of``; safe to run twice or concurrently.
+
+    ``members`` (from :func:`due_members`) limits the run to those, so that a caller can expire
+    in batches of its own units of work and hold each member's lock only briefly.
+    """
+    _aware(as_of, "as_of")
+    now = now or utcnow()
+    if members is None:
+        members = due_members(session, as_of=as_of, alliance_id=alliance_id)
     totals = {"members": 0, "holds": 0, "lots": 0, "points": 0}
-    for member_alliance, member_id in sorted(members, key=lambda m: m[1]):
-        accounts = _member_accounts(session, member_alliance, member_id)
-        for lot in session.execute(sa.select(Lot.issuer_tenant_id).where(
-                Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= as_of).distinct()).scalars():
-            _account(session, alliance_id=member_alliance, kind="breakage", tenant_id=lot)
-        _lock(session, accounts)
+    breakage: dict = {}
+    for member_alliance, member_id in members:
+        for issuer in _due_issuers(session, member_id, as_of):
+            _breakage(session, breakage, member_alliance, issuer)
+        accounts = _locked_member(session, member_alliance, member_id)
         done = _expire_member(session, alliance_id=member_alliance, member_id=member_id, accounts=accounts,
-                              as_of=as_of, now=now)
+                              as_of=as_of, now=now, breakage=breakage)
         if done["holds"] or done["lots"]:
             totals["members"] += 1
         for k in ("holds", "lots", "points"):
@@ -432,12 +456,12 @@ def redeem(session: so.Session, *, alliance_id: int, tenant_id: int, member_id: 
 
 def _prepare_spend(session, alliance_id, member_id, as_of, now) -> dict[str, Account]:
     """Lock the member and expire what is due as of ``as_of`` (holds and lots) under the lock."""
-    accounts = _member_accounts(session, alliance_id, member_id)
-    for issuer in session.execute(sa.select(Lot.issuer_tenant_id).where(
-            Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at <= as_of).distinct()).scalars():
-        _account(session, alliance_id=alliance_id, kind="breakage", tenant_id=issuer)
-    _lock(session, accounts)
-    _expire_member(session, alliance_id=alliance_id, member_id=member_id, accounts=accounts, as_of=as_of, now=now)
+    breakage: dict = {}
+    for issuer in _due_issuers(session, member_id, as_of):
+        _breakage(session, breakage, alliance_id, issuer)
+    accounts = _locked_member(session, alliance_id, member_id)
+    _expire_member(session, alliance_id=alliance_id, member_id=member_id, accounts=accounts, as_of=as_of, now=now,
+                   breakage=breakage)
     return accounts
 
 

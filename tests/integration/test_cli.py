@@ -108,3 +108,18 @@ def test_a_hold_due_early_next_local_day_survives_expiry_as_of_today(cli, sessio
 def test_expire_with_a_bad_day_prints_one_json_error(cli):
     code, out = cli("ledger", "expire", "--as-of", "2026-13-01")
     assert code == 2 and out["error"] == "validation_error"
+
+
+def test_expire_works_in_batches_and_expires_every_due_member_once(cli, session, monkeypatch):
+    from api import cli as cli_module
+    from ledger.verify import verify
+
+    monkeypatch.setattr(cli_module, "EXPIRY_BATCH", 2)
+    members = [_earn_expiring_end_of(session, timezone="Asia/Shanghai", day=dt.date(2026, 3, 10)) for _ in range(5)]
+    code, out = cli("ledger", "expire", "--as-of", "2026-03-10")
+    assert code == 0, out
+    assert (out["members"], out["lots"], out["points"]) == (5, 5, 50)
+    assert [_remaining(session, m) for m in members] == [0] * 5
+    assert cli("ledger", "expire", "--as-of", "2026-03-10")[1]["points"] == 0
+    with platform_scope(session):
+        assert verify(session) == []
