@@ -149,14 +149,18 @@ def _replay_clients(alliance_code: str) -> dict[str, tuple[str, str]]:
     return creds
 
 
-def _expire_in_db(alliance_code: str):
+def _expire_in_db(alliance_code: str, spent: dict | None = None):
+    """The operator's month-end expiry run, in the database; ``spent["seconds"]`` adds up its time."""
     from api.cli import expire_in_batches
 
     def expire(month_end):
+        started = time.monotonic()
         session = db_session()
         with platform_scope(session):
             alliance_id = tenancy.get_alliance(session, alliance_code).id
         expire_in_batches(session, as_of=cdnow.end_of_day(month_end), alliance_id=alliance_id)
+        if spent is not None:
+            spent["seconds"] = spent.get("seconds", 0.0) + time.monotonic() - started
 
     return expire
 
@@ -231,7 +235,8 @@ def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path
             with lock:
                 bar.update(1)
 
-    partners = HttpPartners(url, creds, connections=concurrency, expire=_expire_in_db(alliance_code),
+    expiry: dict = {}
+    partners = HttpPartners(url, creds, connections=concurrency, expire=_expire_in_db(alliance_code, expiry),
                             on_purchase=tick)
     started = time.monotonic()
     try:
@@ -259,7 +264,8 @@ def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path
     click.echo(report.table())
     click.echo(f"flask ledger verify: {'clean' if not faults else f'{len(faults)} faults'}")
     click.echo(json.dumps({"purchases": len(purchases), "customers": len(member_ids), "requests": posted,
-                           "seconds": round(elapsed, 1), "requests_per_second": round(posted / elapsed, 1)
+                           "seconds": round(elapsed, 1), "expiry_seconds": round(expiry.get("seconds", 0.0), 1),
+                           "requests_per_second": round(posted / elapsed, 1)
                            if elapsed else None, "reconciled": report.ok, "verify_clean": not faults}))
     for line in report.mismatches + faults[:20]:
         click.echo(line, err=True)

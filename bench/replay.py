@@ -97,10 +97,12 @@ def main(argv=None) -> int:
         f"PostgreSQL {pg_version}, gunicorn {args.workers} workers x {args.threads} threads (gthread), "
         f"the replaying partners at concurrency {args.concurrency}, client and server on the same machine.",
         "",
-        "| file | purchases | customers | requests | replay s | requests/s | whole command s | reconciled | verify |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| file | purchases | customers | requests | replay s | of which month-end expiry s | requests/s "
+        "| whole command s | reconciled | verify |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         f"| {args.file} | {result['purchases']} | {result['customers']} | {result['requests']} | "
-        f"{result['seconds']} | {result['requests_per_second']} | {wall:.1f} | {result['reconciled']} | "
+        f"{result['seconds']} | {result['expiry_seconds']} | {result['requests_per_second']} | {wall:.1f} | "
+        f"{result['reconciled']} | "
         f"{'clean' if result['verify_clean'] else 'FAULTS'} |",
         "",
         "The reconciliation it printed:",
