@@ -47,7 +47,7 @@ REVERSIBLE_KINDS = ("earn", "redeem", "capture")
 
 @dataclasses.dataclass(frozen=True)
 class Balance:
-    """A member's points: ``balance`` = available + held; shortfall is a debt (<= 0)."""
+    """A member's points: ``balance`` = booked available + held; shortfall is a debt (<= 0)."""
 
     member_id: int
     balance: int
@@ -438,20 +438,40 @@ def redeem(session: so.Session, *, alliance_id: int, tenant_id: int, member_id: 
     redeemed = _account(session, alliance_id=alliance_id, kind="redeemed", tenant_id=tenant_id)
     # Judged at its business time: a late-posted redemption may spend what was valid then, but
     # never what an expiry run already removed.
-    accounts = _prepare_spend(session, alliance_id, member_id, occurred_at or now, now)
-    available = accounts["available"].balance
-    if available < points:
-        raise InsufficientPoints(available, points)
+    # never what an expiry run already removed, nor what was earned after it.
+    at = occurred_at or now
+    accounts = _prepare_spend(session, alliance_id, member_id, at, now)
+    valid = _lots_valid_at(session, member_id, at) if at < now else None
+    usable = accounts["available"].balance if valid is None else sum(lot.remaining for lot in valid)
+    if usable < points:
+        raise InsufficientPoints(usable, points)
     tx = _new_tx(session, alliance_id=alliance_id, tenant_id=tenant_id, member_id=member_id, kind="redeem",
                  points=points, member_delta=-points, now=now, occurred_at=occurred_at, reference=reference,
                  description=description, meta=meta, idempotency_key=idempotency_key)
     session.flush()
-    _consume_fresh(session, tx, member_id, points)
+    if valid is None:
+        _consume_fresh(session, tx, member_id, points)
+    else:
+        for lot, take in rules.plan_consumption(valid, points):
+            _consume(session, tx, lot, take)
     _post(session, tx, [(accounts["available"], -points), (redeemed, points)])
     if record is not None:
         record.transaction_id = tx.id
         session.flush()
     return tx
+
+
+def _valid_at(member_id: int, at: dt.datetime):
+    """Lots of the member with points left, earned by ``at`` and not expired by then."""
+    return (Lot.member_id == member_id, Lot.remaining > 0, Transaction.occurred_at <= at,
+            sa.or_(Lot.expires_at.is_(None), Lot.expires_at > at))
+
+
+def _lots_valid_at(session: so.Session, member_id: int, at: dt.datetime) -> list[Lot]:
+    session.flush()
+    return list(session.execute(
+        sa.select(Lot).join(Transaction, Transaction.id == Lot.earn_transaction_id).where(*_valid_at(member_id, at))
+        .execution_options(populate_existing=True, **PLATFORM)).scalars())
 
 
 def _prepare_spend(session, alliance_id, member_id, as_of, now) -> dict[str, Account]:
@@ -665,9 +685,10 @@ def merge_balances(session: so.Session, *, alliance_id: int, tenant_id: int | No
 def balance(session: so.Session, *, member_id: int, as_of: dt.datetime | None = None) -> Balance:
     """Return the member's balances and the points expiring by date.
 
-    With ``as_of`` the balance is what a redemption at that business time could spend: points
-    whose lots expired by then but that no expiry run has removed yet are left out of
-    ``available`` and reported as ``pending_expiry``. Without it, the books as they stand.
+    ``balance`` and ``held`` are the books as they stand. With ``as_of``, ``available`` is what a
+    redemption at that business time could spend: points earned by then and not past their date
+    (lots already past it that no expiry run has removed yet are ``pending_expiry``). Without
+    ``as_of`` it is the available account as it stands.
     """
     _aware(as_of, "as_of")
     rows = dict(session.execute(sa.select(Account.kind, Account.balance)
@@ -678,10 +699,14 @@ def balance(session: so.Session, *, member_id: int, as_of: dt.datetime | None = 
         .where(Lot.member_id == member_id, Lot.remaining > 0, Lot.expires_at.is_not(None))
         .group_by(Lot.expires_at).order_by(Lot.expires_at)).all()
     expiring = [(expires_at, int(points)) for expires_at, points in expiring]
-    pending = 0
+    booked, held = rows.get("available", 0), rows.get("held", 0)
+    available, pending = booked, 0
     if as_of is not None:
         pending = sum(points for expires_at, points in expiring if expires_at <= as_of)
         expiring = [(expires_at, points) for expires_at, points in expiring if expires_at > as_of]
-    available, held = rows.get("available", 0) - pending, rows.get("held", 0)
-    return Balance(member_id=member_id, balance=available + held, available=available, held=held,
+        available = int(session.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(Lot.remaining), 0))
+            .join(Transaction, Transaction.id == Lot.earn_transaction_id).where(*_valid_at(member_id, as_of))
+            .execution_options(**PLATFORM)).scalar_one())
+    return Balance(member_id=member_id, balance=booked + held, available=available, held=held,
                    shortfall=rows.get("shortfall", 0), expiring=expiring, pending_expiry=pending)

@@ -248,9 +248,10 @@ class BalanceArgs(Schema):
 class BalanceOut(Schema):
     member_id = Text()
     as_of = fields.DateTime(metadata={"description": "the time the balance is for (now unless asked)"})
-    balance = fields.Integer(metadata={"description": "available + held"})
+    balance = fields.Integer(metadata={"description": "points on the books (held included, pending expiry too)"})
     held = fields.Integer(metadata={"description": "reserved by active holds"})
-    available = fields.Integer(metadata={"description": "what a redemption could spend at as_of"})
+    available = fields.Integer(metadata={"description": "what a redemption at as_of could spend: earned by then "
+                                                        "and not past its date"})
     pending_expiry = fields.Integer(metadata={"description": "points past their date at as_of, "
                                                              "removed by the next expiry run"})
     owed = fields.Integer(metadata={"description": "shortfall from refunded earns, repaid by later earns"})

@@ -451,7 +451,7 @@ def test_a_balance_as_of_a_time_leaves_out_points_past_their_date_until_the_expi
     first_expiry = bal(w).expiring[0][0]
     after = first_expiry + dt.timedelta(seconds=1)
     seen = services.balance(w.session, member_id=w.m.id, as_of=after)
-    assert (seen.available, seen.balance, seen.pending_expiry) == (40, 40, 100)
+    assert (seen.available, seen.balance, seen.pending_expiry) == (40, 140, 100)
     assert [pts for _, pts in seen.expiring] == [40]
     assert bal(w).available == 140  # the books are untouched until expiry runs
     with pytest.raises(InsufficientPoints):
@@ -461,4 +461,22 @@ def test_a_balance_as_of_a_time_leaves_out_points_past_their_date_until_the_expi
                     occurred_at=after, now=after)
     assert services.balance(w.session, member_id=w.m.id, as_of=after).pending_expiry == 0
     assert bal(w).available == 0
+    assert_clean(w)
+
+
+def test_a_late_posted_redemption_cannot_spend_points_earned_after_its_business_time(w):
+    earn(w, 30)
+    later = T0 + 10 * DAY
+    earn(w, 100, at=later)
+    assert services.balance(w.session, member_id=w.m.id, as_of=T0 + DAY).available == 30
+    with pytest.raises(InsufficientPoints) as refused:
+        services.redeem(w.session, alliance_id=w.alliance.id, tenant_id=w.t2.id, member_id=w.m.id, points=31,
+                        occurred_at=T0 + DAY, now=later)
+    assert (refused.value.available, refused.value.requested) == (30, 31)
+    tx = services.redeem(w.session, alliance_id=w.alliance.id, tenant_id=w.t2.id, member_id=w.m.id, points=30,
+                         occurred_at=T0 + DAY, now=later)
+    consumed = w.session.scalars(sa.select(LotConsumption).where(LotConsumption.transaction_id == tx.id)).all()
+    lots = {lot.id: lot for lot in w.session.scalars(sa.select(Lot).where(Lot.member_id == w.m.id))}
+    assert [(lots[c.lot_id].points, c.points) for c in consumed] == [(30, 30)]
+    assert bal(w).available == 100
     assert_clean(w)
