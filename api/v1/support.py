@@ -44,6 +44,8 @@ class DecimalJSONParser(FlaskParser):
         if not (req.mimetype == "application/json" or (req.mimetype or "").endswith("+json")):
             from webargs import core
 
+            if req.get_data(cache=True):  # a body we would otherwise ignore and act as if empty
+                raise ApiProblem(415, "unsupported_media_type", "Send the body as application/json.")
             return core.missing
         data = req.get_data(cache=True)
         if not data:

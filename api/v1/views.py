@@ -395,10 +395,9 @@ def reverse(body, transaction_id):
 
     def work(session):
         original = _own_transaction(session, tid)
-        pairwise = _pairwise_ids(session, {original.member_id})[original.member_id]
         tx = ledger.reverse(session, tenant_id=tenant.id, transaction_id=tid, points=body.get("points"),
                             reason=body.get("reason"), member_id=members.survivor_id(session, original.member_id))
-        return 201, transaction_body(tx, pairwise)
+        return 201, transaction_body(tx, _pairwise_ids(session, {tx.member_id})[tx.member_id])
 
     return idempotent(body, work)
 

@@ -364,3 +364,25 @@ def test_the_spec_documents_every_error_as_problem_json(client):
                 assert response["content"]["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
                 seen += 1
     assert seen > 50
+
+
+def test_reversing_an_earn_after_a_merge_answers_with_the_survivors_id(partner, session):
+    import sqlalchemy as sa
+
+    from alliance import services as members
+    from alliance.models import Member, MemberLink
+    from tenants.isolation import platform_scope
+
+    keep = partner.enrol(phone="13800138000")
+    gone = partner.enrol(phone="13900139000")
+    earn = partner.post(f"{M}/{gone}/earnings", {"points": 50}).get_json()
+    with platform_scope(session):
+        number = {link.pairwise_id: session.get(Member, link.member_id).member_no for link in session.scalars(
+            sa.select(MemberLink).where(MemberLink.tenant_id == partner.tenant.id))}
+        members.merge_members(session, alliance_id=partner.tenant.alliance_id, from_member_no=number[gone],
+                              into_member_no=number[keep], actor="ops")
+        session.commit()
+    r = partner.post(f"/api/v1/transactions/{earn['id']}/reversals", {"points": 20})
+    assert r.status_code == 201, r.get_json()
+    assert (r.get_json()["member_id"], r.get_json()["points"]) == (keep, -20)
+    assert partner.get(f"{M}/{keep}/balance").get_json()["balance"] == 30

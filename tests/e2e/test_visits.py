@@ -72,3 +72,14 @@ def test_a_visit_replays_with_its_key_and_refuses_a_negative_amount(partner, ses
     bad = partner.post(f"{M}/{mid}/visits", {"amount": {"value": "-1", "currency": "CNY"}})
     assert bad.status_code == 422 and "amount" in bad.get_json()["errors"]
     assert len(_visits(session, partner.tenant.id)) == 1
+
+
+def test_a_body_that_is_not_json_is_415_and_records_nothing(partner, session):
+    mid = partner.enrol()
+    r = partner.client.post(f"{M}/{mid}/visits", data='{"amount": {"value": "5", "currency": "CNY"}}',
+                            headers={**partner.headers(), "Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.get_json()["code"] == "unsupported_media_type"
+    form = partner.client.post(f"{M}/{mid}/earnings", data={"points": "5"}, headers=partner.headers())
+    assert form.status_code == 415
+    assert _visits(session, partner.tenant.id) == []
+    assert partner.get(f"{M}/{mid}/balance").get_json()["balance"] == 0
