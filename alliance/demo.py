@@ -209,6 +209,10 @@ class Books:
     visit_days: dict[str, set[dt.date]]
 
 
+#: Where the books put members who are not CDNOW customers (someone enrolled by hand, say).
+OTHERS = "(not in the file)"
+
+
 def _customer_of_email(email: str) -> str | None:
     prefix, suffix = "cdnow-", "@members.example"
     if email.startswith(prefix) and email.endswith(suffix):
@@ -229,7 +233,7 @@ def books(session: so.Session, *, alliance_code: str) -> Books:
             customer = _customer_of_email(value)
             if customer is not None:
                 customer_of[member_id] = customer
-        per_member: dict[str, cdnow.Totals] = {c: cdnow.Totals() for c in customer_of.values()}
+        per_member: dict[str, cdnow.Totals] = defaultdict(cdnow.Totals, {c: cdnow.Totals() for c in customer_of.values()})
         per_partner: dict[str, cdnow.Totals] = {code: cdnow.Totals() for code in tenant_codes.values()}
         redemptions = 0
         rows = session.execute(
@@ -238,7 +242,7 @@ def books(session: so.Session, *, alliance_code: str) -> Books:
             .where(Transaction.alliance_id == alliance.id, Transaction.kind.in_(("earn", "redeem", "expiry")))
             .group_by(Transaction.member_id, Transaction.tenant_id, Transaction.kind))
         for member_id, tenant_id, kind, points, count in rows:
-            totals = per_member[customer_of[member_id]]
+            totals = per_member[customer_of.get(member_id, OTHERS)]
             if kind == "earn":
                 totals.earned += int(points)
                 per_partner[tenant_codes[tenant_id]].earned += int(points)
@@ -253,20 +257,20 @@ def books(session: so.Session, *, alliance_code: str) -> Books:
                 sa.select(Account.tenant_id, sa.func.sum(Entry.amount)).join(Entry, Entry.account_id == Account.id)
                 .where(Account.alliance_id == alliance.id, Account.kind == "breakage").group_by(Account.tenant_id)):
             per_partner[tenant_codes[tenant_id]].expired += int(amount)
-        balances = {c: 0 for c in customer_of.values()}
+        balances: dict[str, int] = defaultdict(int, {c: 0 for c in customer_of.values()})
         for member_id, kind, balance in session.execute(
                 sa.select(Account.member_id, Account.kind, Account.balance)
                 .where(Account.alliance_id == alliance.id, Account.member_id.is_not(None))):
             if kind in ("available", "held", "shortfall"):
-                balances[customer_of[member_id]] += balance
+                balances[customer_of.get(member_id, OTHERS)] += balance
         visit_days: dict[str, set[dt.date]] = defaultdict(set)
         zone = cdnow.ZoneInfo(alliance.timezone)
         visits = 0
         for member_id, occurred_at in session.execute(
                 sa.select(Visit.member_id, Visit.occurred_at).where(Visit.alliance_id == alliance.id)):
-            visit_days[customer_of[member_id]].add(occurred_at.astimezone(zone).date())
+            visit_days[customer_of.get(member_id, OTHERS)].add(occurred_at.astimezone(zone).date())
             visits += 1
-    return Books(members=per_member, balances=balances, partners=per_partner, redemptions=redemptions,
+    return Books(members=dict(per_member), balances=dict(balances), partners=per_partner, redemptions=redemptions,
                  visits=visits, visit_days=dict(visit_days))
 
 
@@ -309,7 +313,9 @@ def reconcile(expected: cdnow.Expected, recorded: Books, *, api_balances: dict[s
         check(f"{code} earned", want.earned, got.earned)
         check(f"{code} redeemed", want.redeemed, got.redeemed)
         check(f"{code} expired", want.expired, got.expired)
-    check("members", len(expected.members), len(recorded.members))
+    check("members", len(expected.members), len(set(recorded.members) - {OTHERS}))
+    check("members with postings or visits who are not in the file", 0,
+          int(OTHERS in recorded.members or OTHERS in recorded.visit_days or OTHERS in recorded.balances))
     check("visits", expected.visits, recorded.visits)
     check("redemptions", expected.redemptions, recorded.redemptions)
     member_faults = [c for c in expected.members

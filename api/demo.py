@@ -120,6 +120,37 @@ def register(app: Flask) -> None:
     app.cli.add_command(demo_cli)
 
 
+def _stop(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(2)
+
+
+def _purchases(which: str, customers: int | None):
+    """Load the CDNOW file named (master, sample or a path); stop with a message when it is no such file."""
+    path = FILES.get(which, which)
+    if not os.path.isfile(path):
+        _stop(f"no such file: {path} (use master, sample or a path to a CDNOW file)")
+    try:
+        purchases = cdnow.load(path, customers=customers)
+    except (ValueError, UnicodeDecodeError) as exc:
+        _stop(f"{path} is not a CDNOW file: {exc}")
+    if not purchases:
+        _stop(f"{path} holds no CDNOW purchases")
+    return purchases, path
+
+
+def _has_postings(alliance_code: str) -> bool:
+    from ledger.models import Transaction
+
+    session = db_session()
+    with platform_scope(session):
+        alliance = session.scalar(sa.select(Alliance).where(Alliance.code == alliance_code))
+        found = alliance is not None and session.scalar(
+            sa.select(Transaction.id).where(Transaction.alliance_id == alliance.id).limit(1)) is not None
+    session.rollback()
+    return found
+
+
 def _journal_path(alliance_code: str) -> str:
     return os.path.join(current_app.instance_path, f"replay-{alliance_code}.jsonl")
 
@@ -217,13 +248,20 @@ def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path
     Run it with the server's DATABASE_URL: month-end expiry is the operator's job, done here in
     the database at each month's end, as `flask ledger expire` would.
     """
-    from api.replay import FileJournal, HttpPartners, ReplayError
+    from api.replay import FileJournal, HttpPartners, ReplayError, check_server
 
-    path = FILES.get(which, which)
-    purchases = cdnow.load(path, customers=customers)
-    creds = _replay_clients(alliance_code)
+    purchases, path = _purchases(which, customers)
     journal_path = journal_path or _journal_path(alliance_code)
-    run = {"url": url, "alliance": alliance_code, "file": os.path.basename(path), "customers": customers}
+    run = {"alliance": alliance_code, "file": os.path.basename(path), "customers": customers}
+    try:
+        check_server(url)
+        FileJournal.check(journal_path, run=run, fresh=fresh)
+    except ReplayError as exc:
+        _stop(f"replay refused: {exc}")
+    if fresh and _has_postings(alliance_code):
+        _stop(f"replay refused: alliance {alliance_code!r} has postings already; --fresh would take its "
+              "redemption decisions anew on a changed balance. Replay into a new --alliance.")
+    creds = _replay_clients(alliance_code)
     lock = threading.Lock()
     if progress is None:
         progress = sys.stderr.isatty()
@@ -255,8 +293,7 @@ def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path
         posted = partners.requests
         api_balances = _api_balances(partners, member_ids, purchases, concurrency)
     except ReplayError as exc:
-        click.echo(f"replay failed: {exc}", err=True)
-        sys.exit(2)
+        _stop(f"replay failed: {exc} (run the same command again to resume)")
     finally:
         partners.close()
     report = _report(purchases, alliance_code, api_balances)
@@ -279,13 +316,18 @@ def replay_cdnow(url, which, customers, alliance_code, concurrency, journal_path
 @click.option("--alliance", "alliance_code", default="yunxiu-cdnow", show_default=True)
 def reconcile(which, customers, alliance_code):
     """Compare the books of a replayed alliance with the file, without calling the API."""
+    from tenants.errors import AllianceNotFound
+
     journal = _journal_path(alliance_code)
     if which is None and os.path.exists(journal):
         with open(journal, encoding="utf-8") as fh:
             run = json.loads(fh.readline())["run"]
         which, customers = os.path.join(cdnow.DATA_DIR, run["file"]), customers or run["customers"]
-    purchases = cdnow.load(FILES.get(which or "master", which), customers=customers)
-    report = _report(purchases, alliance_code, None)
+    purchases, _ = _purchases(which or "master", customers)
+    try:
+        report = _report(purchases, alliance_code, None)
+    except AllianceNotFound:
+        _stop(f"no alliance {alliance_code!r}: replay into it first (flask demo replay-cdnow)")
     click.echo(report.table())
     for line in report.mismatches:
         click.echo(line, err=True)

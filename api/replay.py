@@ -26,6 +26,16 @@ class ReplayError(RuntimeError):
     """The server refused a call for a reason retrying cannot mend."""
 
 
+def check_server(base_url: str) -> None:
+    """Refuse at once when no ready server answers at ``base_url``."""
+    try:
+        r = httpx.get(base_url.rstrip("/") + "/readyz", timeout=httpx.Timeout(10, connect=3))
+    except httpx.HTTPError as exc:
+        raise ReplayError(f"no server answers at {base_url} ({type(exc).__name__})") from exc
+    if r.status_code != 200:
+        raise ReplayError(f"the server at {base_url} is not ready: {r.status_code} {r.text[:200]}")
+
+
 class HttpPartners:
     """The scenario's steps as partner API calls (an :class:`alliance.demo.Adapter`)."""
 
@@ -33,7 +43,8 @@ class HttpPartners:
                  expire: Callable[[dt.date], None], on_purchase: Callable[[], None] | None = None,
                  transport: httpx.BaseTransport | None = None):
         self.credentials = credentials
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=60, transport=transport,
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=httpx.Timeout(30, connect=5),
+                                 transport=transport,
                                  limits=httpx.Limits(max_connections=connections + 2,
                                                      max_keepalive_connections=connections + 2))
         self.tokens: dict[str, str] = {}
@@ -50,8 +61,11 @@ class HttpPartners:
         with self._token_lock:
             if renew or code not in self.tokens:
                 client_id, secret = self.credentials[code]
-                r = self.http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                                   auth=(client_id, secret))
+                try:
+                    r = self.http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                       auth=(client_id, secret))
+                except httpx.HTTPError as exc:
+                    raise ReplayError(f"token for {code}: {type(exc).__name__}") from exc
                 if r.status_code != 200:
                     raise ReplayError(f"token for {code}: {r.status_code} {r.text}")
                 self.tokens[code] = r.json()["access_token"]
@@ -67,7 +81,9 @@ class HttpPartners:
                 headers["Idempotency-Key"] = key
             try:
                 r = self.http.request(method, f"/api/v1{path}", json=body, headers=headers)
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
+                if attempt >= 3 and isinstance(exc, httpx.ConnectError):
+                    raise ReplayError(f"{method} {path}: the server stopped answering") from exc
                 time.sleep(min(2.0, 0.05 * 2 ** attempt))
                 continue
             self.requests += 1
@@ -145,6 +161,18 @@ def _code(r: httpx.Response) -> str | None:
 class FileJournal:
     """Redemption decisions and finished months, one JSON line each, flushed as written."""
 
+    @staticmethod
+    def check(path: str, *, run: dict, fresh: bool = False) -> None:
+        """Refuse a journal of another run before anything is created."""
+        if fresh or not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline()
+        header = json.loads(first) if first.strip() else {}
+        if header.get("run") != run:
+            raise ReplayError(f"{path} belongs to another run ({header.get('run')}); replay that run again, "
+                              "or give this one a new --alliance")
+
     def __init__(self, path: str, *, run: dict, fresh: bool = False):
         self.path, self.run = path, run
         self.decisions: dict[str, bool] = {}
@@ -153,11 +181,9 @@ class FileJournal:
         if fresh and os.path.exists(path):
             os.remove(path)
         if os.path.exists(path):
+            self.check(path, run=run)
             with open(path, encoding="utf-8") as fh:
                 lines = [json.loads(line) for line in fh if line.strip()]
-            if not lines or lines[0].get("run") != run:
-                raise ReplayError(f"{path} belongs to another run ({lines[0] if lines else 'empty'}); "
-                                  "pass --fresh to start over")
             for line in lines[1:]:
                 if "decision" in line:
                     self.decisions[line["decision"]] = line["redeem"]

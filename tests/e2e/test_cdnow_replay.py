@@ -136,3 +136,23 @@ def test_a_replay_cut_off_midway_resumes_without_posting_anything_twice(live, tm
     assert report.ok, report.mismatches
     assert _counts(scratch)[2] == len(purchases)
     assert os.path.getsize(path) > 0
+
+
+def test_a_replay_to_a_server_that_does_not_answer_stops_at_once_and_creates_nothing(app, session, tmp_path):
+    from tenants.models import Alliance
+
+    runner = app.test_cli_runner()
+    dead = runner.invoke(args=["demo", "replay-cdnow", "--url", "http://127.0.0.1:9", "--file", "sample",
+                               "--customers", "3", "--alliance", "nobody-home", "--no-progress"])
+    assert dead.exit_code == 2 and "no server answers at http://127.0.0.1:9" in dead.output
+    assert dead.exception is None or isinstance(dead.exception, SystemExit)
+    with platform_scope(session):
+        assert session.scalar(sa.select(Alliance).where(Alliance.code == "nobody-home")) is None
+    missing = runner.invoke(args=["demo", "replay-cdnow", "--file", "/nonexistent", "--no-progress"])
+    assert missing.exit_code == 2 and "no such file: /nonexistent" in missing.output
+    junk = tmp_path / "junk.txt"
+    junk.write_text("root:x:0:0:root:/root:/bin/bash\n", encoding="ascii")
+    empty = runner.invoke(args=["demo", "replay-cdnow", "--file", str(junk), "--no-progress"])
+    assert empty.exit_code == 2 and "CDNOW" in empty.output
+    unknown = runner.invoke(args=["demo", "reconcile", "--alliance", "never-replayed", "--file", "sample"])
+    assert unknown.exit_code == 2 and "no alliance 'never-replayed'" in unknown.output
