@@ -66,8 +66,8 @@ def pg_engine(pg_url, engine):
     eng.dispose()
 
 
-@pytest.fixture
-def app(engine, connection):
+def bound_app(engine, connection, **config):
+    """An app whose sessions join the test's outer transaction (its commits are savepoints)."""
     from api import create_app
 
     application = create_app({
@@ -75,14 +75,21 @@ def app(engine, connection):
         "DATABASE_URL": str(engine.url.render_as_string(hide_password=False)),
         "RATELIMIT_ENABLED": False,
         "SECRET_KEY": "test-secret",
+        **config,
     })
     database = application.extensions["database"]
     database.dispose()
     database.engine = engine
     database.session = so.scoped_session(so.sessionmaker(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False))
+    return application
+
+
+@pytest.fixture
+def app(engine, connection):
+    application = bound_app(engine, connection)
     yield application
-    database.session.remove()
+    application.extensions["database"].session.remove()
 
 
 @pytest.fixture

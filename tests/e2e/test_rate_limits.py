@@ -2,27 +2,20 @@
 from __future__ import annotations
 
 import pytest
-import sqlalchemy.orm as so
 
 from tenants.services import create_client
 from tests.builders import create_alliance, create_tenant
+from tests.conftest import bound_app
 from tests.e2e.conftest import take_token
+
+LIMITED = {"RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "3 per minute"}
 
 
 @pytest.fixture
 def limited_client(engine, connection):
-    from api import create_app
-
-    app = create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(hide_password=False),
-                      "RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "3 per minute",
-                      "RATELIMIT_STORAGE_URI": "memory://", "SECRET_KEY": "test-secret"})
-    database = app.extensions["database"]
-    database.dispose()
-    database.engine = engine
-    database.session = so.scoped_session(so.sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False))
+    app = bound_app(engine, connection, **LIMITED, RATELIMIT_STORAGE_URI="memory://")
     yield app.test_client()
-    database.session.remove()
+    app.extensions["database"].session.remove()
 
 
 def _token(client, session, tenant) -> str:
@@ -50,20 +43,6 @@ def test_one_client_over_its_limit_gets_429_while_another_client_on_the_same_add
 
 
 
-def _app_on(engine, connection, storage: dict):
-    from api import create_app
-
-    app = create_app({"TESTING": True, "DATABASE_URL": engine.url.render_as_string(hide_password=False),
-                      "RATELIMIT_ENABLED": True, "RATELIMIT_DEFAULT": "3 per minute", "SECRET_KEY": "test-secret",
-                      **storage})
-    database = app.extensions["database"]
-    database.dispose()
-    database.engine = engine
-    database.session = so.scoped_session(so.sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False))
-    return app
-
-
 def test_with_redis_two_web_processes_share_one_clients_limit(engine, connection, session):
     import os
     import uuid
@@ -76,7 +55,7 @@ def test_with_redis_two_web_processes_share_one_clients_limit(engine, connection
     storage = from_environment({"REDIS_URL": redis_url})
     assert storage["RATELIMIT_STORAGE_URI"] == redis_url
     storage["RATELIMIT_KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
-    first, second = _app_on(engine, connection, storage), _app_on(engine, connection, storage)
+    first, second = bound_app(engine, connection, **LIMITED, **storage), bound_app(engine, connection, **LIMITED, **storage)
     try:
         a, b = first.test_client(), second.test_client()
         tenant = create_tenant(session, alliance=create_alliance(session))
