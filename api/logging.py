@@ -26,7 +26,7 @@ class JsonFormatter(logging.Formatter):
 
 def _not_a_request_line(record: logging.LogRecord) -> bool:
     """The development server's own access lines: the JSON line of each request replaces them."""
-    return not (isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s\n'))
+    return not (isinstance(record.msg, str) and record.msg.rstrip().endswith('] "%s" %s %s'))
 
 
 def configure_logging(app: Flask) -> None:

@@ -55,3 +55,15 @@ def test_wsgi_exposes_a_ready_app(tmp_path):
     code = "import wsgi; print(type(wsgi.app).__name__, sorted(r.rule for r in wsgi.app.url_map.iter_rules())[:1])"
     out = _python(code, DATABASE_URL=f"sqlite:///{tmp_path}/w.db", INSTANCE_PATH=str(tmp_path))
     assert out.startswith("Flask ")
+
+
+def test_the_development_servers_access_lines_give_way_to_the_json_request_log():
+    import logging
+
+    from api.logging import _not_a_request_line
+
+    def record(msg, *args):
+        return logging.LogRecord("werkzeug", logging.INFO, __file__, 1, msg, args, None)
+
+    assert not _not_a_request_line(record('127.0.0.1 - - [04/Dec/2026 01:39:13] "%s" %s %s', "GET / HTTP/1.1", "200", "-"))
+    assert _not_a_request_line(record(" * Running on %s", "http://127.0.0.1:5000"))
