@@ -12,6 +12,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -20,6 +21,7 @@ from alliance import cdnow
 from alliance import services as members
 from alliance.models import Member, MemberIdentifier, Visit
 from alliance.services import ConsentInput
+from ledger import rules
 from ledger import services as ledger
 from ledger.models import Account, Entry, Transaction
 from tenants import services as tenancy
@@ -94,13 +96,14 @@ def first_visits(purchases: Iterable[cdnow.Purchase]) -> dict[tuple[str, str], c
 
 def play(purchases: list[cdnow.Purchase], adapter: Adapter, *, journal: Journal | None = None,
          run_members: Callable[[Callable[[list[cdnow.Purchase]], None], list[list[cdnow.Purchase]]], None]
-         | None = None, on_month: Callable[[dt.date, int], None] | None = None) -> dict[str, str]:
+         | None = None, on_month: Callable[[dt.date, int], None] | None = None
+         ) -> dict[str, tuple[cdnow.Partner, str]]:
     """Play every purchase month by month, then sweep expiry at the month's end.
 
     Within a month each customer's purchases run in order; different customers may run at once
     (``run_members``). A redemption decision is written to the journal before it is acted on,
     so a resumed run takes the same decisions; every request carries an idempotency key.
-    Returns customer -> the id their first partner knows them by.
+    Returns customer -> (their first partner, the id that partner knows them by).
     """
     journal = journal or MemoryJournal()
     previous = cdnow.previous_partners(purchases)
@@ -138,10 +141,10 @@ def play(purchases: list[cdnow.Purchase], adapter: Adapter, *, journal: Journal 
         journal.finish_month(end)
         if on_month is not None:
             on_month(end, sum(len(b) for b in batches))
-    first_partner = {}
-    for (customer, _code), p in sorted(firsts.items(), key=lambda kv: (kv[1].day, kv[1].seq), reverse=True):
-        first_partner[customer] = p.partner
-    return {customer: member_id(customer, partner) for customer, partner in first_partner.items()}
+    first_partner: dict[str, cdnow.Partner] = {}
+    for (customer, _code), p in firsts.items():  # in purchase order: a customer's first comes first
+        first_partner.setdefault(customer, p.partner)
+    return {customer: (partner, member_id(customer, partner)) for customer, partner in first_partner.items()}
 
 
 class ServiceAdapter:
@@ -172,16 +175,18 @@ class ServiceAdapter:
     def purchase(self, partner, member_id, p):
         tenant = self.tenants[partner.code]
         member = self.session.get_one(Member, self.member_ids[member_id])
-        points = cdnow.points_for(p.value, partner)
+        minor = int(p.value * 100)
+        # The tenant's own earn rule, as the API applies it (the reconciliation has its own copy).
+        points = rules.points_for_amount(minor, tenant.earn_points, tenant.earn_per_minor, tenant.earn_rounding)
         tx = None
         if points:
             tx = ledger.earn(self.session, alliance_id=self.alliance.id, tenant_id=tenant.id, member_id=member.id,
                              points=points, expiry_months=self.alliance.expiry_months,
                              timezone=self.alliance.timezone, reference=f"order-{p.key}",
                              occurred_at=p.occurred_at, description=f"{p.cds} item(s)",
-                             meta={"amount": {"value": str(p.value), "currency": "CNY", "minor": int(p.value * 100)}})
+                             meta={"amount": {"value": str(p.value), "currency": "CNY", "minor": minor}})
         members.record_visit(self.session, tenant=tenant, member=member, occurred_at=p.occurred_at,
-                             reference=f"order-{p.key}", amount_minor=int(p.value * 100), currency="CNY",
+                             reference=f"order-{p.key}", amount_minor=minor, currency="CNY",
                              transaction_id=tx.id if tx is not None else None)
 
     def expire(self, month_end):
@@ -264,7 +269,7 @@ def books(session: so.Session, *, alliance_code: str) -> Books:
             if kind in ("available", "held", "shortfall"):
                 balances[customer_of.get(member_id, OTHERS)] += balance
         visit_days: dict[str, set[dt.date]] = defaultdict(set)
-        zone = cdnow.ZoneInfo(alliance.timezone)
+        zone = ZoneInfo(alliance.timezone)
         visits = 0
         for member_id, occurred_at in session.execute(
                 sa.select(Visit.member_id, Visit.occurred_at).where(Visit.alliance_id == alliance.id)):

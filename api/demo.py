@@ -196,18 +196,13 @@ def _expire_in_db(alliance_code: str, spent: dict | None = None):
     return expire
 
 
-def _api_balances(partners, member_ids: dict[str, str], purchases, connections: int) -> dict[str, int]:
-    """Each member's points through the API as of the end of the last month (after its expiry run)."""
+def _api_balances(partners, member_ids: dict[str, tuple], purchases, connections: int) -> dict[str, int]:
+    """Each member's points through their first partner's API, as of the end of the last month."""
     as_of = cdnow.end_of_day(cdnow.months(purchases)[-1])
-    firsts = scenario.first_visits(purchases)
-    first_partner = {}
-    for (customer, _), p in firsts.items():
-        if customer not in first_partner or (p.day, p.seq) < (first_partner[customer].day, first_partner[customer].seq):
-            first_partner[customer] = p
 
     def one(customer):
-        bal = partners.balance(first_partner[customer].partner, member_ids[customer], as_of)
-        return customer, bal["balance"]
+        partner, member_id = member_ids[customer]
+        return customer, partners.balance(partner, member_id, as_of)["balance"]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=connections) as pool:
         return dict(pool.map(one, sorted(member_ids)))

@@ -50,6 +50,7 @@ class HttpPartners:
         self.tokens: dict[str, str] = {}
         self._token_lock = threading.Lock()
         self._expire, self._on_purchase = expire, on_purchase
+        self._count_lock = threading.Lock()
         self.requests = 0
 
     def close(self) -> None:
@@ -86,7 +87,8 @@ class HttpPartners:
                     raise ReplayError(f"{method} {path}: the server stopped answering") from exc
                 time.sleep(min(2.0, 0.05 * 2 ** attempt))
                 continue
-            self.requests += 1
+            with self._count_lock:  # += from several threads is not atomic
+                self.requests += 1
             if r.status_code in ok:
                 return r
             code = _code(r)
